@@ -1,0 +1,207 @@
+//! Control frames of the `/ws/{session}` protocol: JSON in WebSocket text
+//! frames, tagged by `"type"`.
+//!
+//! The first frame a client sends is [`ClientControl::Auth`]; the hub
+//! answers [`ServerControl::Welcome`] or an [`ServerControl::Error`]
+//! followed by a close with [`ErrorCode::close_code`]. Afterwards text
+//! frames carry the rest of this module and binary frames carry documents
+//! (see [`crate::frame`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::doc_id::DocId;
+use crate::ids::{ClientKind, PeerId, Role, SessionId};
+
+/// Control frames a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientControl {
+    /// Must be the first frame. Credentials travel here, never in the URL.
+    Auth {
+        /// A link token (the part after `#` in a link URL) or the admin token.
+        token: String,
+        /// The link's password, if it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        /// Display name of the participant (1–100 characters).
+        name: String,
+        /// `"user"` (default) or `"agent"`.
+        #[serde(default)]
+        kind: ClientKind,
+        /// The client's [`crate::PROTOCOL_VERSION`].
+        protocol: u32,
+    },
+    /// Stop receiving a document's updates and awareness (for example when
+    /// the editor closes the file). Sending sync step 1 for it subscribes again.
+    Unsubscribe {
+        /// The document.
+        doc: DocId,
+    },
+}
+
+/// Control frames the hub sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerControl {
+    /// Authentication succeeded.
+    Welcome {
+        /// This connection's peer id.
+        peer: PeerId,
+        /// What this connection may do.
+        role: Role,
+        /// The session joined.
+        session: SessionInfo,
+        /// The hub's protocol version.
+        protocol: u32,
+        /// Largest frame the hub accepts, in bytes.
+        max_frame_bytes: usize,
+    },
+    /// Something the client sent was refused. When the hub closes the
+    /// connection because of it, this frame comes right before the close.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// What happened and what to do about it, for a human.
+        message: String,
+        /// The document concerned, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        doc: Option<DocId>,
+    },
+    /// The first `seq` update-carrying binary frames (sync step 2 and
+    /// update messages, counted from 1 on this connection, refused ones
+    /// included) have been handled, and every change they carried is synced
+    /// to the hub's disk. Cumulative and monotonic.
+    Ack {
+        /// Count of update-carrying frames handled.
+        seq: u64,
+    },
+    /// The hub is disconnecting this peer (link revoked, session deleted,
+    /// hub shutting down). The close that follows carries the same code.
+    Kick {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+/// The session a peer joined, as the welcome frame describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: SessionId,
+    /// Display name given at creation.
+    pub name: String,
+}
+
+/// Error codes of the hub, shared by WebSocket error frames, close codes and
+/// REST error bodies. Wire names never change meaning and are never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame or request could not be parsed.
+    Malformed,
+    /// No token, or a token that is unknown, expired or revoked.
+    Unauthorized,
+    /// A valid token without the right to do this.
+    Forbidden,
+    /// The link needs a password and none or a wrong one was given.
+    BadPassword,
+    /// No such session (or document, or link).
+    NotFound,
+    /// The client speaks another protocol version.
+    VersionMismatch,
+    /// A frame or body above the configured size limit.
+    TooLarge,
+    /// A configured limit (documents per session, ...) was reached.
+    LimitReached,
+    /// The peer did not read its frames fast enough and was disconnected;
+    /// reconnect and resynchronise.
+    Overloaded,
+    /// The session was deleted.
+    Gone,
+    /// The hub failed (storage error, ...); reconnect and resynchronise.
+    Internal,
+    /// The hub is shutting down.
+    ShuttingDown,
+}
+
+impl ErrorCode {
+    /// The WebSocket close code the hub uses when it closes a connection for
+    /// this reason (4000 + the matching HTTP status where one exists).
+    pub fn close_code(self) -> u16 {
+        match self {
+            ErrorCode::Malformed => 4400,
+            ErrorCode::Unauthorized | ErrorCode::BadPassword => 4401,
+            ErrorCode::Forbidden => 4403,
+            ErrorCode::NotFound => 4404,
+            ErrorCode::Gone => 4410,
+            ErrorCode::TooLarge => 1009,
+            ErrorCode::VersionMismatch => 4426,
+            ErrorCode::LimitReached | ErrorCode::Overloaded => 4429,
+            ErrorCode::Internal => 1011,
+            ErrorCode::ShuttingDown => 1001,
+        }
+    }
+
+    /// The HTTP status the REST API answers with for this reason.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Malformed => 400,
+            ErrorCode::Unauthorized | ErrorCode::BadPassword => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Gone => 410,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::VersionMismatch => 426,
+            ErrorCode::LimitReached | ErrorCode::Overloaded => 429,
+            ErrorCode::Internal => 500,
+            ErrorCode::ShuttingDown => 503,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_frame_parses_with_defaults() {
+        let frame: ClientControl =
+            serde_json::from_str(r#"{"type":"auth","token":"t","name":"Ada","protocol":1}"#).expect("parse");
+        assert_eq!(
+            frame,
+            ClientControl::Auth {
+                token: "t".into(),
+                password: None,
+                name: "Ada".into(),
+                kind: ClientKind::User,
+                protocol: 1
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_refused() {
+        for bad in [
+            r#"{"type":"auth","token":"t","name":"A","protocol":1,"extra":1}"#,
+            r#"{"type":"hello"}"#,
+            r#"{"type":"unsubscribe","doc":"../x"}"#,
+        ] {
+            assert!(serde_json::from_str::<ClientControl>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_frames_have_stable_shapes() {
+        let ack = serde_json::to_value(ServerControl::Ack { seq: 3 }).expect("json");
+        assert_eq!(ack, serde_json::json!({"type": "ack", "seq": 3}));
+        let err = serde_json::to_value(ServerControl::Error {
+            code: ErrorCode::Forbidden,
+            message: "m".into(),
+            doc: None,
+        })
+        .expect("json");
+        assert_eq!(err, serde_json::json!({"type": "error", "code": "forbidden", "message": "m"}));
+    }
+}

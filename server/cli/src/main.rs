@@ -1,0 +1,125 @@
+//! The `weft` binary: parses the command line, sets up logging, and runs
+//! one subcommand. All behaviour lives in the library crates; this file
+//! only wires them to flags, environment variables, signals and stdout.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// weft: edit the same code at the same time, each from your own editor.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a hub: the server that authenticates peers, relays and stores
+    /// every edit (SQLite in --data), and serves the REST API, the weft
+    /// WebSocket protocol (/ws/SESSION) and plain y-websocket (/y/SESSION/DOC).
+    ///
+    /// Its first line on stdout is `weft hub listening on http://HOST:PORT`.
+    /// On first start it writes an admin token to DATA/admin.token (mode
+    /// 0600) unless WEFT_ADMIN_TOKEN is set. Stop it with Ctrl-C or SIGTERM:
+    /// peers are told, and every acknowledged edit is already on disk.
+    Hub(HubArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HubArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "WEFT_LISTEN", default_value = "127.0.0.1:7420")]
+    listen: SocketAddr,
+    /// Directory for the database (hub.db) and the admin token.
+    #[arg(long, env = "WEFT_DATA", default_value = "./.weft-hub")]
+    data: PathBuf,
+    /// Admin token (instead of DATA/admin.token).
+    #[arg(long = "admin-token", env = "WEFT_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Base of share-link URLs, e.g. weft://hub.example.com:7420 (default: the bound address).
+    #[arg(long, env = "WEFT_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Largest WebSocket message accepted, in bytes.
+    #[arg(long, env = "WEFT_MAX_FRAME_BYTES", default_value_t = 16 * 1024 * 1024)]
+    max_frame_bytes: usize,
+    /// Most documents one session may hold.
+    #[arg(long, env = "WEFT_MAX_DOCS_PER_SESSION", default_value_t = 20_000)]
+    max_docs_per_session: usize,
+    /// Logged updates per document before a snapshot replaces the log.
+    #[arg(long, env = "WEFT_COMPACT_AFTER", default_value_t = 500)]
+    compact_after: usize,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `weft_hub=debug`.
+    #[arg(long, env = "WEFT_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Hub(args) => run_hub(args),
+    }
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter).with_context(|| format!("invalid log filter {filter:?}"))?;
+    // Logs go to stderr: stdout carries the machine-readable first line.
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    Ok(())
+}
+
+fn run_hub(args: HubArgs) -> anyhow::Result<()> {
+    init_logging(&args.log)?;
+    let mut config = weft_hub::HubConfig::new(&args.data);
+    config.admin_token = args.admin_token;
+    config.public_url = args.public_url;
+    config.max_frame_bytes = args.max_frame_bytes;
+    config.max_docs_per_session = args.max_docs_per_session;
+    config.compact_after = args.compact_after.max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}: is another hub running there? try --listen 127.0.0.1:0", args.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "weft hub listening on http://{addr}").context("writing to stdout")?;
+        stdout.flush().context("writing to stdout")?;
+        drop(stdout);
+        tracing::info!(%addr, data = %args.data.display(), "hub started");
+        weft_hub::run(config, listener, shutdown_signal()).await
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

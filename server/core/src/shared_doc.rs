@@ -1,0 +1,367 @@
+//! One shared document as a y-protocols endpoint: apply sync and awareness
+//! messages from a peer, say what to answer, what to persist and what to
+//! relay.
+//!
+//! This is the hub's (and later the bridge's) view of a document. It never
+//! trusts its input: every message is decoded with errors as values, and
+//! applying an update runs under `catch_unwind` so that a crafted update
+//! that trips a panic inside yrs poisons this one document (the caller
+//! reloads it from storage) instead of taking the process down. It does not
+//! know who the peers are beyond the awareness client ids they control.
+
+use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+use yrs::encoding::read::Cursor;
+use yrs::sync::awareness::AwarenessUpdate;
+use yrs::sync::{Awareness, Message, MessageReader, SyncMessage};
+use yrs::updates::decoder::{Decode, DecoderV1};
+use yrs::updates::encoder::Encode;
+use yrs::{ClientID, Doc, Options, ReadTxn, StateVector, Transact, Update};
+
+/// Why a message was not (fully) handled.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The bytes are not a y-protocols message this hub understands.
+    #[error("malformed y-protocols message: {0}")]
+    Malformed(String),
+    /// The update decoded but yrs refused to integrate it.
+    #[error("update could not be applied: {0}")]
+    BadUpdate(String),
+    /// yrs panicked while integrating an update; the document's in-memory
+    /// state can no longer be trusted and must be reloaded from storage.
+    #[error("update crashed the CRDT engine; the document must be reloaded")]
+    Poisoned,
+}
+
+/// What handling one incoming buffer produced.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Encoded messages to send back to the sender only.
+    pub reply: Vec<Vec<u8>>,
+    /// Updates that changed the document, in order, exactly as integrated:
+    /// persist them, then relay each to the other subscribers.
+    pub deltas: Vec<Vec<u8>>,
+    /// Encoded awareness messages to relay to the other subscribers.
+    pub awareness: Vec<Vec<u8>>,
+    /// Awareness client ids that the sender now controls (set or updated a
+    /// state for); remove them when it disconnects.
+    pub claimed_clients: Vec<u64>,
+    /// Update-carrying messages (step 2 / update) seen, applied or not.
+    pub update_messages: u64,
+    /// An update that would have changed the document was refused because
+    /// the sender may not write.
+    pub refused_write: bool,
+}
+
+/// A yrs document plus its awareness, driven by y-protocols messages.
+pub struct SharedDoc {
+    awareness: Awareness,
+    captured: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl std::fmt::Debug for SharedDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedDoc").field("client_id", &self.awareness.client_id()).finish()
+    }
+}
+
+impl SharedDoc {
+    /// An empty document whose own (never used for edits) client id is `client_id`.
+    pub fn new(client_id: u64) -> SharedDoc {
+        let doc = Doc::with_options(Options { client_id: ClientID::new(client_id), ..Options::default() });
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&captured);
+        // Capture every integrated change as the exact v1 update yrs produced
+        // for it: that is what gets persisted and relayed, so duplicates and
+        // no-op messages cost nothing downstream. The observer is registered
+        // on a fresh doc, so acquiring the transaction cannot fail.
+        let observed = doc.observe_update_v1("weft-capture", move |_txn, event| {
+            if let Ok(mut out) = sink.lock() {
+                out.push(event.update.clone());
+            }
+        });
+        if let Err(err) = observed {
+            tracing::error!(%err, "could not observe a fresh document");
+        }
+        SharedDoc { awareness: Awareness::new(doc), captured }
+    }
+
+    /// Rebuilds a document from what storage holds: a snapshot (if any)
+    /// then the logged updates in order. Entries that fail to decode are
+    /// skipped and counted, so one corrupt row never hides the rest.
+    pub fn restore<'a>(
+        client_id: u64,
+        snapshot: Option<&'a [u8]>,
+        updates: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(SharedDoc, usize), SyncError> {
+        let mut doc = SharedDoc::new(client_id);
+        let mut skipped = 0;
+        for bytes in snapshot.into_iter().chain(updates) {
+            match doc.apply_update(bytes) {
+                Ok(_) => {}
+                Err(SyncError::Poisoned) => return Err(SyncError::Poisoned),
+                Err(_) => skipped += 1,
+            }
+        }
+        doc.take_captured();
+        Ok((doc, skipped))
+    }
+
+    /// The underlying yrs document (read it; edit only through messages).
+    pub fn doc(&self) -> &Doc {
+        self.awareness.doc()
+    }
+
+    /// Sync step 1 carrying this document's state vector, encoded.
+    pub fn step1(&self) -> Vec<u8> {
+        let sv = self.doc().transact().state_vector();
+        Message::Sync(SyncMessage::SyncStep1(sv)).encode_v1()
+    }
+
+    /// An awareness message with every live state, if there is any.
+    pub fn awareness_snapshot(&self) -> Option<Vec<u8>> {
+        let update = self.awareness.update().ok()?;
+        if update.clients.is_empty() {
+            return None;
+        }
+        Some(Message::Awareness(update).encode_v1())
+    }
+
+    /// The whole state as one v1 update (for snapshots).
+    pub fn encode_state(&self) -> Vec<u8> {
+        self.doc().transact().encode_state_as_update_v1(&StateVector::default())
+    }
+
+    /// Marks the awareness states of `clients` as gone and returns the
+    /// awareness message that tells the other peers, if any state was live.
+    pub fn remove_awareness(&mut self, clients: &[u64]) -> Option<Vec<u8>> {
+        let wanted: HashSet<u64> = clients.iter().copied().collect();
+        let live: Vec<ClientID> = self
+            .awareness
+            .iter()
+            .filter(|(id, state)| state.data.is_some() && wanted.contains(&id.get()))
+            .map(|(id, _)| id)
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        for client in &live {
+            self.awareness.remove_state(*client);
+        }
+        let update = self.awareness.update_with_clients(live).ok()?;
+        Some(Message::Awareness(update).encode_v1())
+    }
+
+    /// Handles every y-protocols message in `buf` from one peer.
+    /// `can_write` false turns update messages that would change the
+    /// document into refusals.
+    pub fn handle(&mut self, buf: &[u8], can_write: bool) -> Result<Handled, SyncError> {
+        let mut out = Handled::default();
+        let mut decoder = DecoderV1::new(Cursor::new(buf));
+        let mut seen = 0usize;
+        for message in MessageReader::new(&mut decoder) {
+            seen += 1;
+            let message = message.map_err(|e| SyncError::Malformed(e.to_string()))?;
+            self.handle_message(message, can_write, &mut out)?;
+        }
+        if seen == 0 {
+            return Err(SyncError::Malformed("empty message".into()));
+        }
+        Ok(out)
+    }
+
+    fn handle_message(&mut self, message: Message, can_write: bool, out: &mut Handled) -> Result<(), SyncError> {
+        match message {
+            Message::Sync(SyncMessage::SyncStep1(sv)) => {
+                let diff = self.doc().transact().encode_state_as_update_v1(&sv);
+                out.reply.push(Message::Sync(SyncMessage::SyncStep2(diff)).encode_v1());
+            }
+            Message::Sync(SyncMessage::SyncStep2(bytes) | SyncMessage::Update(bytes)) => {
+                out.update_messages += 1;
+                if can_write {
+                    out.deltas.extend(self.apply_update(&bytes)?);
+                } else if self.would_change(&bytes)? {
+                    out.refused_write = true;
+                }
+            }
+            Message::Awareness(update) => self.apply_awareness(update, out)?,
+            Message::AwarenessQuery => {
+                if let Some(all) = self.awareness_snapshot() {
+                    out.reply.push(all);
+                }
+            }
+            // Auth messages only ever flow hub → client; custom tags are not
+            // part of y-protocols. Neither is an error worth a disconnect.
+            Message::Auth(_) | Message::Custom(..) => {}
+        }
+        Ok(())
+    }
+
+    fn apply_awareness(&mut self, update: AwarenessUpdate, out: &mut Handled) -> Result<(), SyncError> {
+        let claimed: Vec<u64> = update.clients.keys().map(|c| c.get()).collect();
+        let encoded = Message::Awareness(update.clone()).encode_v1();
+        let summary = self
+            .awareness
+            .apply_update_summary(update)
+            .map_err(|e| SyncError::Malformed(format!("awareness: {e}")))?;
+        if let Some(summary) = summary {
+            let removed: HashSet<u64> = summary.removed.iter().map(|c| c.get()).collect();
+            out.claimed_clients.extend(claimed.into_iter().filter(|c| !removed.contains(c)));
+            out.awareness.push(encoded);
+        }
+        Ok(())
+    }
+
+    /// Applies a v1 update and returns what it changed (empty if nothing).
+    pub fn apply_update(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, SyncError> {
+        let update = Update::decode_v1(bytes).map_err(|e| SyncError::Malformed(format!("update: {e}")))?;
+        let doc = self.awareness.doc();
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = doc.transact_mut();
+            let res = txn.apply_update(update);
+            txn.commit();
+            res
+        }));
+        match applied {
+            Ok(Ok(())) => Ok(self.take_captured()),
+            Ok(Err(e)) => {
+                self.take_captured();
+                Err(SyncError::BadUpdate(e.to_string()))
+            }
+            Err(_) => Err(SyncError::Poisoned),
+        }
+    }
+
+    /// Whether applying `bytes` would add blocks or deletions this document
+    /// does not have yet (used to tell an empty step 2 from a real write).
+    fn would_change(&self, bytes: &[u8]) -> Result<bool, SyncError> {
+        let update = Update::decode_v1(bytes).map_err(|e| SyncError::Malformed(format!("update: {e}")))?;
+        if update.is_empty() {
+            return Ok(false);
+        }
+        let txn = self.doc().transact();
+        if update.extends(&txn.state_vector()) {
+            return Ok(true);
+        }
+        let known = txn.snapshot().delete_set;
+        Ok(!update.delete_set().diff(&known).is_empty())
+    }
+
+    fn take_captured(&self) -> Vec<Vec<u8>> {
+        self.captured.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yrs::{GetString, Text};
+
+    fn text_update(client: u64, s: &str) -> Vec<u8> {
+        let doc = Doc::with_client_id(client);
+        let text = doc.get_or_insert_text(crate::CONTENT_TEXT);
+        text.insert(&mut doc.transact_mut(), 0, s);
+        doc.transact().encode_state_as_update_v1(&StateVector::default())
+    }
+
+    fn update_msg(update: Vec<u8>) -> Vec<u8> {
+        Message::Sync(SyncMessage::Update(update)).encode_v1()
+    }
+
+    fn content(doc: &SharedDoc) -> String {
+        let text = doc.doc().get_or_insert_text(crate::CONTENT_TEXT);
+        text.get_string(&doc.doc().transact())
+    }
+
+    #[test]
+    fn update_is_applied_captured_and_not_repeated() {
+        let mut hub = SharedDoc::new(1);
+        let msg = update_msg(text_update(7, "héllo 🌍"));
+        let first = hub.handle(&msg, true).expect("apply");
+        assert_eq!(first.deltas.len(), 1);
+        assert_eq!(first.update_messages, 1);
+        assert_eq!(content(&hub), "héllo 🌍");
+        let again = hub.handle(&msg, true).expect("apply twice");
+        assert!(again.deltas.is_empty(), "a duplicate update changes nothing");
+    }
+
+    #[test]
+    fn step1_is_answered_with_the_missing_part() {
+        let mut hub = SharedDoc::new(1);
+        hub.handle(&update_msg(text_update(7, "abc")), true).expect("apply");
+        let peer = Doc::with_client_id(9);
+        let step1 = Message::Sync(SyncMessage::SyncStep1(peer.transact().state_vector())).encode_v1();
+        let out = hub.handle(&step1, true).expect("step1");
+        assert_eq!(out.reply.len(), 1);
+        let mut dec = DecoderV1::new(Cursor::new(&out.reply[0]));
+        let Some(Ok(Message::Sync(SyncMessage::SyncStep2(diff)))) = MessageReader::new(&mut dec).next() else {
+            panic!("expected step 2");
+        };
+        peer.transact_mut().apply_update(Update::decode_v1(&diff).expect("decode")).expect("apply");
+        assert_eq!(peer.get_or_insert_text("content").get_string(&peer.transact()), "abc");
+    }
+
+    #[test]
+    fn viewers_are_refused_but_empty_step2_is_fine() {
+        let mut hub = SharedDoc::new(1);
+        let out = hub.handle(&update_msg(text_update(7, "x")), false).expect("handled");
+        assert!(out.refused_write);
+        assert!(out.deltas.is_empty());
+        assert_eq!(content(&hub), "");
+        let empty = Message::Sync(SyncMessage::SyncStep2(Update::EMPTY_V1.to_vec())).encode_v1();
+        let out = hub.handle(&empty, false).expect("handled");
+        assert!(!out.refused_write);
+        // A step 2 that only repeats what the hub already has is not a write.
+        hub.handle(&update_msg(text_update(7, "x")), true).expect("apply");
+        let out = hub.handle(&update_msg(text_update(7, "x")), false).expect("handled");
+        assert!(!out.refused_write);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut hub = SharedDoc::new(1);
+        for bad in [&[][..], &[0, 2, 50, 1], &[0, 9], &[1, 5, 1, 2], &[0, 2, 3, 0xff, 0xff, 0xff]] {
+            assert!(hub.handle(bad, true).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn awareness_is_claimed_and_removed() {
+        let mut hub = SharedDoc::new(1);
+        let peer = Awareness::new(Doc::with_client_id(42));
+        let mut peer = peer;
+        peer.set_local_state_raw(r#"{"name":"Ada"}"#);
+        let msg = Message::Awareness(peer.update().expect("update")).encode_v1();
+        let out = hub.handle(&msg, true).expect("awareness");
+        assert_eq!(out.claimed_clients, vec![42]);
+        assert_eq!(out.awareness.len(), 1);
+        assert!(hub.awareness_snapshot().is_some());
+        assert!(hub.remove_awareness(&[42]).is_some());
+        assert!(hub.awareness_snapshot().is_none());
+        assert!(hub.remove_awareness(&[42]).is_none(), "already gone");
+    }
+
+    #[test]
+    fn restore_replays_snapshot_then_log_and_skips_corrupt_rows() {
+        let mut live = SharedDoc::new(1);
+        live.handle(&update_msg(text_update(7, "abc")), true).expect("apply");
+        let snapshot = live.encode_state();
+        let later = text_update(8, "Z");
+        let (doc, skipped) =
+            SharedDoc::restore(2, Some(&snapshot), [later.as_slice(), &[1, 2, 3][..]]).expect("restore");
+        assert_eq!(skipped, 1);
+        let s = content(&doc);
+        assert!(s == "abcZ" || s == "Zabc", "{s}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut hub = SharedDoc::new(1);
+            let _ = hub.handle(&bytes, true);
+            let _ = hub.handle(&bytes, false);
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! weft-hub: the session hub.
+//!
+//! Authenticates peers, relays and persists CRDT updates per session, keeps
+//! the audit log, and serves the REST API, the weft WebSocket protocol
+//! (`/ws/{session}`) and plain y-websocket (`/y/{session}/{doc}`). Start it
+//! with [`run`] on a bound listener, so tests can use port 0.
+//!
+//! Code map: [`room`] owns a session's documents (one task per session);
+//! [`ws`] runs one task per connection; [`rest`] answers HTTP; [`store`] is
+//! storage behind a trait, with group commit in [`store::writer`]; [`auth`]
+//! decides rights. This crate speaks y-protocols unchanged and knows
+//! nothing of LSP.
+
+pub mod auth;
+pub mod config;
+pub mod metrics;
+pub mod rest;
+pub mod room;
+pub mod store;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use weft_protocol::rest::Participant;
+use weft_protocol::{ErrorCode, LinkId, PeerId, SessionId};
+
+pub use config::HubConfig;
+
+use crate::auth::Authority;
+use crate::metrics::Metrics;
+use crate::room::RoomHandle;
+use crate::store::sqlite::SqliteStore;
+use crate::store::writer::LogWriter;
+use crate::store::{NewEvent, Store};
+
+/// Shared state of a running hub.
+pub struct Hub {
+    pub(crate) config: HubConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) writer: LogWriter,
+    pub(crate) authority: Authority,
+    pub(crate) metrics: Metrics,
+    pub(crate) rooms: Mutex<HashMap<SessionId, RoomHandle>>,
+    pub(crate) peers: Mutex<HashMap<PeerId, PeerEntry>>,
+    pub(crate) link_base: String,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    next_peer: AtomicU64,
+}
+
+/// A connected peer as the hub-wide registry knows it.
+pub(crate) struct PeerEntry {
+    pub session: SessionId,
+    pub link: Option<LinkId>,
+    pub info: Participant,
+    pub kick: Kick,
+}
+
+/// Tells one connection to close, from anywhere (room, REST, shutdown).
+#[derive(Clone, Default)]
+pub struct Kick(Arc<KickInner>);
+
+#[derive(Default)]
+struct KickInner {
+    reason: Mutex<Option<(ErrorCode, String)>>,
+    notify: Notify,
+}
+
+impl Kick {
+    /// Asks the connection to close with `code`; the first reason wins.
+    pub fn kick(&self, code: ErrorCode, message: impl Into<String>) {
+        if let Ok(mut reason) = self.0.reason.lock() {
+            reason.get_or_insert((code, message.into()));
+        }
+        self.0.notify.notify_one();
+    }
+
+    /// Resolves once [`Kick::kick`] was called.
+    pub async fn kicked(&self) -> (ErrorCode, String) {
+        loop {
+            if let Some(reason) = self.0.reason.lock().ok().and_then(|r| r.clone()) {
+                return reason;
+            }
+            self.0.notify.notified().await;
+        }
+    }
+}
+
+/// Unix seconds now.
+pub(crate) fn now_s() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Hub {
+    pub(crate) fn next_peer_id(&self) -> PeerId {
+        PeerId(self.next_peer.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn peers(&self) -> MutexGuard<'_, HashMap<PeerId, PeerEntry>> {
+        self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn rooms(&self) -> MutexGuard<'_, HashMap<SessionId, RoomHandle>> {
+        self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends an audit event; a storage failure is logged, never fatal.
+    pub(crate) fn audit(&self, session: Option<&SessionId>, kind: &'static str, detail: serde_json::Value) {
+        let event = NewEvent { session: session.cloned(), at_ms: now_ms(), kind, detail };
+        if let Err(err) = self.store.append_event(&event) {
+            tracing::error!(%err, kind, "could not write an audit event");
+        }
+    }
+
+    /// The link URL for `token` in `session`.
+    pub(crate) fn link_url(&self, session: &SessionId, token: &str) -> String {
+        format!("{}/s/{}#{}", self.link_base, session, token)
+    }
+
+    /// Kicks every peer of `session` that matches `filter`.
+    pub(crate) fn kick_peers(
+        &self,
+        session: &SessionId,
+        filter: impl Fn(&PeerEntry) -> bool,
+        code: ErrorCode,
+        message: &str,
+    ) -> usize {
+        let peers = self.peers();
+        let mut n = 0;
+        for entry in peers.values().filter(|e| &e.session == session && filter(e)) {
+            entry.kick.kick(code, message);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Reads the admin token from `DATA/admin.token`, creating it (mode 0600)
+/// on first start.
+fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("admin.token");
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+    let token = auth::new_token()?;
+    write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "created the admin token");
+    Ok(token)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+/// Runs a hub on `listener` until `shutdown` resolves, then disconnects
+/// every peer, waits for the document logs to be flushed, and returns.
+pub async fn run(config: HubConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let admin = match &config.admin_token {
+        Some(token) if !token.is_empty() => token.clone(),
+        _ => admin_token(&config.data_dir)?,
+    };
+    let db_path = config.data_dir.join("hub.db");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&db_path).with_context(|| format!("opening the hub database {}", db_path.display()))?,
+    );
+    let (writer, writer_thread) = LogWriter::start(Arc::clone(&store)).context("starting the log writer")?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let link_base = config.public_url.clone().unwrap_or_else(|| format!("weft://{local}"));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let hub = Arc::new(Hub {
+        authority: Authority::new(&admin, Arc::clone(&store)),
+        config,
+        store,
+        writer,
+        metrics: Metrics::default(),
+        rooms: Mutex::new(HashMap::new()),
+        peers: Mutex::new(HashMap::new()),
+        link_base: link_base.trim_end_matches('/').to_owned(),
+        shutdown: stop_rx,
+        next_peer: AtomicU64::new(1),
+    });
+
+    let app = rest::router(Arc::clone(&hub));
+    let graceful = {
+        let hub = Arc::clone(&hub);
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: disconnecting peers");
+            // Tell every connection task to send a kick and close; the
+            // server below then waits for them to finish.
+            stop_tx.send_replace(true);
+            // Connections whose peers never answer the close are cut after
+            // a grace period by their own task (see ws.rs).
+            drop(hub);
+        }
+    };
+    axum::serve(listener, app).with_graceful_shutdown(graceful).await.context("serving HTTP")?;
+
+    // Rooms finish their pending writes and exit once their peers are gone;
+    // then dropping the last writer handle lets the writer drain and stop.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !hub.rooms().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(hub);
+    let joined = tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(move || writer_thread.join())).await;
+    match joined {
+        Ok(Ok(Ok(()))) => tracing::info!("hub stopped"),
+        Ok(_) => tracing::error!("the log writer failed while stopping"),
+        // Every acknowledged update is already durable; what is still queued
+        // was never acknowledged, and its senders resend it on reconnect.
+        Err(_) => tracing::warn!("the log writer did not stop within 10 s; exiting anyway"),
+    }
+    Ok(())
+}

@@ -1,0 +1,427 @@
+//! The HTTP side of the hub: the router, the REST API, `/healthz` and
+//! `/metrics`.
+//!
+//! Every REST answer is JSON; every failure is an [`ErrorBody`] with the
+//! status of its [`ErrorCode`]. Bodies are parsed by hand (not by axum's
+//! `Json` extractor) so that garbage gets our error shape, not a plain-text
+//! rejection. Handlers run on the blocking pool: they call the store and,
+//! for password links, argon2.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weft_protocol::rest::{
+    CreateLink, CreateSession, ErrorBody, ErrorDetail, EventPage, LinkCreated, ParticipantList, SessionCreated,
+    SessionList, SessionView,
+};
+use weft_protocol::{ErrorCode, LinkId, Role, SessionId};
+
+use crate::auth::{self, Access, Denied, Principal};
+use crate::room::RoomMsg;
+use crate::store::{LinkRecord, SessionRecord};
+use crate::{Hub, now_s, ws};
+
+/// Header carrying a link's password on REST calls.
+pub const PASSWORD_HEADER: &str = "x-weft-password";
+/// Longest link lifetime accepted: ten years.
+const MAX_EXPIRY_S: u64 = 10 * 365 * 24 * 3600;
+
+/// The hub's whole HTTP surface.
+pub fn router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/sessions", get(list_sessions).post(create_session))
+        .route("/api/sessions/{id}", get(get_session).delete(delete_session))
+        .route("/api/sessions/{id}/links", axum::routing::post(create_link))
+        .route("/api/sessions/{id}/links/{link}", delete(revoke_link))
+        .route("/api/sessions/{id}/participants", get(participants))
+        .route("/api/sessions/{id}/events", get(events))
+        .route("/ws/{session}", get(ws::weft_endpoint))
+        .route("/y/{session}/{*doc}", get(ws::y_endpoint))
+        .fallback(not_found)
+        .with_state(hub)
+}
+
+/// A REST failure.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into() }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        ApiError { code: d.code, message: d.message }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+fn internal(err: impl std::fmt::Display) -> ApiError {
+    tracing::error!(%err, "REST request failed");
+    ApiError::new(ErrorCode::Internal, "the hub failed to complete the request; its log has details")
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs `f` on the blocking pool and renders its result as JSON with `status`.
+async fn blocking<T: Serialize + Send + 'static>(
+    status: StatusCode,
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => (status, axum::Json(value)).into_response(),
+        Ok(Err(err)) => err.into_response(),
+        Err(err) => internal(err).into_response(),
+    }
+}
+
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::Malformed, format!("request body is not valid: {e}")))
+}
+
+struct Caller {
+    token: Option<String>,
+    password: Option<String>,
+}
+
+fn caller(headers: &HeaderMap) -> ApiResult<Caller> {
+    let token = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value.to_str().map_err(|_| ApiError::new(ErrorCode::Unauthorized, "unreadable Authorization header"))?;
+            let token = value
+                .strip_prefix("Bearer ")
+                .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "use 'Authorization: Bearer TOKEN'"))?;
+            Some(token.trim().to_owned())
+        }
+    };
+    let password = headers.get(PASSWORD_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Ok(Caller { token, password })
+}
+
+impl Caller {
+    fn principal(&self, hub: &Hub) -> ApiResult<Principal> {
+        Ok(hub.authority.principal(self.token.as_deref(), now_s())?)
+    }
+
+    /// The caller's access to session `id`, which must exist.
+    fn session_access(&self, hub: &Hub, id: &str) -> ApiResult<(SessionRecord, Access)> {
+        let principal = self.principal(hub)?;
+        let record = SessionId::is_well_formed(id)
+            .then(|| hub.store.session(&SessionId(id.to_owned())))
+            .transpose()
+            .map_err(internal)?
+            .flatten();
+        let Some(record) = record else {
+            return Err(match principal {
+                Principal::Anonymous => ApiError::new(ErrorCode::Unauthorized, "send 'Authorization: Bearer TOKEN'"),
+                _ => ApiError::new(ErrorCode::NotFound, "no such session"),
+            });
+        };
+        match hub.authority.access(&principal, &record, self.password.as_deref()) {
+            Ok(access) => Ok((record, access)),
+            Err(denied) => {
+                hub.audit(
+                    Some(&record.id),
+                    "access.denied",
+                    serde_json::json!({"endpoint": "rest", "code": denied.code, "reason": denied.message}),
+                );
+                Err(denied.into())
+            }
+        }
+    }
+
+    /// Like `session_access`, but only owners (and the admin) pass.
+    fn owner_access(&self, hub: &Hub, id: &str, what: &str) -> ApiResult<(SessionRecord, Access)> {
+        let (record, access) = self.session_access(hub, id)?;
+        if !access.role.is_owner() {
+            hub.audit(
+                Some(&record.id),
+                "access.denied",
+                serde_json::json!({"endpoint": "rest", "code": ErrorCode::Forbidden, "reason": what}),
+            );
+            return Err(ApiError::new(ErrorCode::Forbidden, format!("only the session's owners may {what}")));
+        }
+        Ok((record, access))
+    }
+}
+
+async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response()
+}
+
+async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
+    let stats = hub.writer.stats();
+    let body = hub.metrics.render(
+        stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        stats.ops.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::new(ErrorCode::NotFound, "no such route; see docs/hub.md").into_response()
+}
+
+fn new_link(
+    hub: &Hub,
+    session: &SessionId,
+    role: Role,
+    expires_in_s: Option<u64>,
+    password: Option<&str>,
+) -> ApiResult<(LinkRecord, LinkCreated)> {
+    let token = auth::new_token().map_err(internal)?;
+    let id = LinkId(auth::new_id().map_err(internal)?);
+    let now = now_s();
+    let expires_at = expires_in_s.map(|s| now + s as i64);
+    let password_hash = password.map(auth::hash_password).transpose().map_err(internal)?;
+    let record = LinkRecord {
+        id: id.clone(),
+        session: session.clone(),
+        role,
+        token_hash: auth::token_hash(&token),
+        password_hash,
+        expires_at,
+        revoked_at: None,
+        created_at: now,
+    };
+    let created = LinkCreated {
+        id,
+        url: hub.link_url(session, &token),
+        token,
+        role,
+        expires_at,
+        password: password.is_some(),
+    };
+    Ok((record, created))
+}
+
+async fn create_session(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Response {
+    blocking(StatusCode::CREATED, move || {
+        let caller = caller(&headers)?;
+        match caller.principal(&hub)? {
+            Principal::Admin => {}
+            Principal::Anonymous => {
+                return Err(ApiError::new(ErrorCode::Unauthorized, "creating a session needs the hub's admin token"));
+            }
+            Principal::Link(_) => {
+                return Err(ApiError::new(ErrorCode::Forbidden, "creating a session needs the hub's admin token"));
+            }
+        }
+        let req: CreateSession = parse_body(&body)?;
+        let name = req.name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(ApiError::new(ErrorCode::Malformed, "name must have 1 to 200 printable characters"));
+        }
+        let record = SessionRecord {
+            id: SessionId(auth::new_id().map_err(internal)?),
+            name: name.to_owned(),
+            public: req.public,
+            created_at: now_s(),
+        };
+        let (link, owner) = new_link(&hub, &record.id, Role::Owner, None, None)?;
+        hub.store.create_session(&record, &link).map_err(internal)?;
+        hub.audit(Some(&record.id), "session.created", serde_json::json!({"name": record.name, "public": record.public}));
+        hub.audit(Some(&record.id), "link.created", serde_json::json!({"link": link.id, "role": Role::Owner}));
+        tracing::info!(session = %record.id, "session created");
+        Ok(SessionCreated { id: record.id, name: record.name, owner })
+    })
+    .await
+}
+
+fn view(hub: &Hub, record: SessionRecord, role: Role) -> ApiResult<SessionView> {
+    let docs = hub.store.doc_ids(&record.id).map_err(internal)?;
+    let participants = hub.peers().values().filter(|p| p.session == record.id).count();
+    Ok(SessionView {
+        id: record.id,
+        name: record.name,
+        public: record.public,
+        created_at: record.created_at,
+        participants,
+        docs,
+        role,
+    })
+}
+
+async fn list_sessions(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+    blocking(StatusCode::OK, move || {
+        let caller = caller(&headers)?;
+        let sessions = match caller.principal(&hub)? {
+            Principal::Admin => hub
+                .store
+                .sessions()
+                .map_err(internal)?
+                .into_iter()
+                .map(|s| view(&hub, s, Role::Owner))
+                .collect::<ApiResult<Vec<_>>>()?,
+            Principal::Link(link) => match hub.store.session(&link.session).map_err(internal)? {
+                Some(s) => vec![view(&hub, s, link.role)?],
+                None => Vec::new(),
+            },
+            Principal::Anonymous => {
+                return Err(ApiError::new(ErrorCode::Unauthorized, "send 'Authorization: Bearer TOKEN'"));
+            }
+        };
+        Ok(SessionList { sessions })
+    })
+    .await
+}
+
+async fn get_session(State(hub): State<Arc<Hub>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    blocking(StatusCode::OK, move || {
+        let (record, access) = caller(&headers)?.session_access(&hub, &id)?;
+        view(&hub, record, access.role)
+    })
+    .await
+}
+
+async fn delete_session(State(hub): State<Arc<Hub>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let result = {
+        let hub = Arc::clone(&hub);
+        tokio::task::spawn_blocking(move || -> ApiResult<SessionId> {
+            let (record, _) = caller(&headers)?.owner_access(&hub, &id, "delete the session")?;
+            if !hub.store.delete_session(&record.id, now_s()).map_err(internal)? {
+                return Err(ApiError::new(ErrorCode::NotFound, "no such session"));
+            }
+            hub.audit(Some(&record.id), "session.deleted", serde_json::json!({"name": record.name}));
+            tracing::info!(session = %record.id, "session deleted");
+            Ok(record.id)
+        })
+        .await
+    };
+    match result {
+        Ok(Ok(session)) => {
+            let msg = "this session was deleted by its owner";
+            let room = hub.rooms().get(&session).cloned();
+            if let Some(room) = room {
+                if room.tx.send(RoomMsg::Close { code: ErrorCode::Gone, message: msg.into() }).await.is_err() {
+                    tracing::debug!(%session, "room already stopped");
+                }
+            }
+            hub.kick_peers(&session, |_| true, ErrorCode::Gone, msg);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(err)) => err.into_response(),
+        Err(err) => internal(err).into_response(),
+    }
+}
+
+async fn create_link(State(hub): State<Arc<Hub>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    blocking(StatusCode::CREATED, move || {
+        let (record, access) = caller(&headers)?.owner_access(&hub, &id, "create links")?;
+        let req: CreateLink = parse_body(&body)?;
+        if req.expires_in_s.is_some_and(|s| s == 0 || s > MAX_EXPIRY_S) {
+            return Err(ApiError::new(ErrorCode::Malformed, format!("expires_in_s must be between 1 and {MAX_EXPIRY_S}")));
+        }
+        if req.password.as_ref().is_some_and(|p| p.is_empty() || p.chars().count() > 1024) {
+            return Err(ApiError::new(ErrorCode::Malformed, "password must have 1 to 1024 characters"));
+        }
+        let (link, created) = new_link(&hub, &record.id, req.role, req.expires_in_s, req.password.as_deref())?;
+        hub.store.create_link(&link).map_err(internal)?;
+        hub.audit(
+            Some(&record.id),
+            "link.created",
+            serde_json::json!({
+                "link": link.id, "role": link.role, "expires_at": link.expires_at,
+                "password": link.password_hash.is_some(), "by": access.link,
+            }),
+        );
+        Ok(created)
+    })
+    .await
+}
+
+async fn revoke_link(
+    State(hub): State<Arc<Hub>>,
+    Path((id, link)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = {
+        let hub = Arc::clone(&hub);
+        tokio::task::spawn_blocking(move || -> ApiResult<(SessionId, LinkId)> {
+            let (record, access) = caller(&headers)?.owner_access(&hub, &id, "revoke links")?;
+            let link = LinkId(link);
+            let revoked = LinkId::is_well_formed(&link.0)
+                && hub.store.revoke_link(&record.id, &link, now_s()).map_err(internal)?;
+            if !revoked {
+                return Err(ApiError::new(ErrorCode::NotFound, "no such link, or it was already revoked"));
+            }
+            hub.audit(Some(&record.id), "link.revoked", serde_json::json!({"link": link, "by": access.link}));
+            Ok((record.id, link))
+        })
+        .await
+    };
+    match result {
+        Ok(Ok((session, link))) => {
+            let kicked = hub.kick_peers(
+                &session,
+                |p| p.link.as_ref() == Some(&link),
+                ErrorCode::Unauthorized,
+                "your link was revoked by the session owner",
+            );
+            tracing::info!(%session, %link, kicked, "link revoked");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(err)) => err.into_response(),
+        Err(err) => internal(err).into_response(),
+    }
+}
+
+async fn participants(State(hub): State<Arc<Hub>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    blocking(StatusCode::OK, move || {
+        let (record, _) = caller(&headers)?.session_access(&hub, &id)?;
+        let mut participants: Vec<_> =
+            hub.peers().values().filter(|p| p.session == record.id).map(|p| p.info.clone()).collect();
+        participants.sort_by_key(|p| p.peer);
+        Ok(ParticipantList { participants })
+    })
+    .await
+}
+
+async fn events(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    blocking(StatusCode::OK, move || {
+        let (record, _) = caller(&headers)?.owner_access(&hub, &id, "read the audit log")?;
+        let after = match query.get("after") {
+            None => 0,
+            Some(v) => v.parse::<i64>().map_err(|_| ApiError::new(ErrorCode::Malformed, "after must be an integer cursor"))?,
+        };
+        let limit = match query.get("limit") {
+            None => 100,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n @ 1..=1000) => n,
+                _ => return Err(ApiError::new(ErrorCode::Malformed, "limit must be between 1 and 1000")),
+            },
+        };
+        let events = hub.store.events(&record.id, after, limit).map_err(internal)?;
+        let next = events.last().map_or(after, |e| e.id);
+        Ok(EventPage { events, next })
+    })
+    .await
+}

@@ -1,0 +1,440 @@
+//! The two WebSocket endpoints and the one task per connection behind them.
+//!
+//! `/ws/{session}` speaks the weft protocol: the first frame authenticates,
+//! then binary frames are doc-prefixed y-protocols messages and text frames
+//! are JSON control frames. `/y/{session}/{doc}` speaks plain y-websocket
+//! for one document (token in the query, as browsers cannot set headers).
+//! Both end in [`serve_peer`], which pumps frames between the socket and
+//! the session's room. Errors are sent as an error frame (weft) and a close
+//! code; nothing a client sends can panic this task or touch other peers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use weft_protocol::control::SessionInfo;
+use weft_protocol::frame;
+use weft_protocol::rest::Participant;
+use weft_protocol::{ClientControl, ClientKind, DocId, ErrorCode, PROTOCOL_VERSION, PeerId, ServerControl, SessionId};
+
+use crate::auth::{Access, Denied};
+use crate::metrics::{add, inc};
+use crate::room::{Framing, Outbound, RoomMsg, RoomPeer, room_for};
+use crate::store::SessionRecord;
+use crate::{Hub, Kick, PeerEntry, now_s};
+
+/// How often an idle connection is pinged.
+const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// `GET /ws/{session}`.
+pub async fn weft_endpoint(
+    State(hub): State<Arc<Hub>>,
+    Path(session): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let max = hub.config.max_frame_bytes;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move { weft_connection(hub, session, socket).await })
+}
+
+/// `GET /y/{session}/{*doc}?token=...&password=...`.
+pub async fn y_endpoint(
+    State(hub): State<Arc<Hub>>,
+    Path((session, doc)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let max = hub.config.max_frame_bytes;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move { y_connection(hub, session, doc, query, socket).await })
+}
+
+async fn close(socket: &mut WebSocket, code: ErrorCode, message: &str) {
+    let reason: String = message.chars().take(120).collect();
+    let frame = CloseFrame { code: code.close_code(), reason: Utf8Bytes::from(reason) };
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        tracing::debug!("peer was gone before the close frame");
+    }
+}
+
+async fn send_control(socket: &mut WebSocket, msg: &ServerControl) -> bool {
+    match serde_json::to_string(msg) {
+        Ok(text) => socket.send(Message::Text(text.into())).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Sends an error frame and closes with its code.
+async fn fail(socket: &mut WebSocket, code: ErrorCode, message: &str) {
+    send_control(socket, &ServerControl::Error { code, message: message.to_owned(), doc: None }).await;
+    close(socket, code, message).await;
+}
+
+/// Looks up a live session and resolves the caller's access to it (argon2
+/// runs here, so this is called on the blocking pool). Denials of an
+/// existing session are audited.
+fn authorize(
+    hub: &Hub,
+    session: &str,
+    token: Option<&str>,
+    password: Option<&str>,
+    endpoint: &str,
+) -> Result<(SessionRecord, Access), Denied> {
+    if !SessionId::is_well_formed(session) {
+        return Err(Denied::new(ErrorCode::NotFound, "no such session"));
+    }
+    let id = SessionId(session.to_owned());
+    let record = hub
+        .store
+        .session(&id)
+        .map_err(|e| {
+            tracing::error!(%e, "session lookup failed");
+            Denied::new(ErrorCode::Internal, "the hub could not read its sessions; try again")
+        })?
+        .ok_or_else(|| Denied::new(ErrorCode::NotFound, "no such session: check the link"))?;
+    let result = hub
+        .authority
+        .principal(token, now_s())
+        .and_then(|principal| hub.authority.access(&principal, &record, password));
+    if let Err(denied) = &result {
+        hub.audit(
+            Some(&id),
+            "access.denied",
+            serde_json::json!({"endpoint": endpoint, "code": denied.code, "reason": denied.message}),
+        );
+    }
+    result.map(|access| (record, access))
+}
+
+async fn authorize_async(
+    hub: &Arc<Hub>,
+    session: String,
+    token: Option<String>,
+    password: Option<String>,
+    endpoint: &'static str,
+) -> Result<(SessionRecord, Access), Denied> {
+    let hub = Arc::clone(hub);
+    tokio::task::spawn_blocking(move || authorize(&hub, &session, token.as_deref(), password.as_deref(), endpoint))
+        .await
+        .unwrap_or_else(|_| Err(Denied::new(ErrorCode::Internal, "authorization failed unexpectedly; try again")))
+}
+
+async fn weft_connection(hub: Arc<Hub>, session: String, mut socket: WebSocket) {
+    // The first frame must be `auth`, within the configured time.
+    let first = tokio::time::timeout(hub.config.auth_timeout, socket.recv()).await;
+    let text = match first {
+        Ok(Some(Ok(Message::Text(text)))) => text,
+        Ok(Some(Ok(_))) => {
+            return fail(&mut socket, ErrorCode::Malformed, "the first frame must be a JSON auth frame").await;
+        }
+        Err(_) => return fail(&mut socket, ErrorCode::Unauthorized, "no auth frame within the time limit").await,
+        Ok(None | Some(Err(_))) => return,
+    };
+    let (token, password, name, kind) = match serde_json::from_str::<ClientControl>(text.as_str()) {
+        Ok(ClientControl::Auth { token, password, name, kind, protocol }) => {
+            if protocol != PROTOCOL_VERSION {
+                let msg = format!(
+                    "this hub speaks weft protocol {PROTOCOL_VERSION}, the client {protocol}: update the older side"
+                );
+                return fail(&mut socket, ErrorCode::VersionMismatch, &msg).await;
+            }
+            (token, password, name, kind)
+        }
+        Ok(_) => return fail(&mut socket, ErrorCode::Malformed, "the first frame must be an auth frame").await,
+        Err(err) => {
+            let msg = format!("the auth frame is not valid: {err}");
+            return fail(&mut socket, ErrorCode::Malformed, &msg).await;
+        }
+    };
+    let name = match clean_name(&name) {
+        Some(name) => name,
+        None => return fail(&mut socket, ErrorCode::Malformed, "name must have 1 to 100 printable characters").await,
+    };
+    let (record, access) = match authorize_async(&hub, session, Some(token), password, "ws").await {
+        Ok(ok) => ok,
+        Err(denied) => return fail(&mut socket, denied.code, &denied.message).await,
+    };
+    let peer_id = hub.next_peer_id();
+    let welcome = ServerControl::Welcome {
+        peer: peer_id,
+        role: access.role,
+        session: SessionInfo { id: record.id.clone(), name: record.name.clone() },
+        protocol: PROTOCOL_VERSION,
+        max_frame_bytes: hub.config.max_frame_bytes,
+    };
+    if !send_control(&mut socket, &welcome).await {
+        return;
+    }
+    let peer = PeerSetup { id: peer_id, session: record.id, access, name, kind, framing: Framing::Weft };
+    serve_peer(hub, socket, peer).await;
+}
+
+async fn y_connection(hub: Arc<Hub>, session: String, doc: String, query: HashMap<String, String>, mut socket: WebSocket) {
+    let doc = match DocId::new(doc) {
+        Ok(doc) => doc,
+        Err(err) => return close(&mut socket, ErrorCode::Malformed, &err.to_string()).await,
+    };
+    let token = query.get("token").cloned();
+    let password = query.get("password").cloned();
+    let name = query.get("name").and_then(|n| clean_name(n)).unwrap_or_else(|| "y-websocket client".to_owned());
+    let kind = match query.get("kind").map(String::as_str) {
+        Some("agent") => ClientKind::Agent,
+        _ => ClientKind::User,
+    };
+    let (record, access) = match authorize_async(&hub, session, token, password, "y").await {
+        Ok(ok) => ok,
+        Err(denied) => return close(&mut socket, denied.code, &denied.message).await,
+    };
+    let peer = PeerSetup { id: hub.next_peer_id(), session: record.id, access, name, kind, framing: Framing::Y(doc) };
+    serve_peer(hub, socket, peer).await;
+}
+
+fn clean_name(name: &str) -> Option<String> {
+    let name = name.trim();
+    let ok = !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control);
+    ok.then(|| name.to_owned())
+}
+
+struct PeerSetup {
+    id: PeerId,
+    session: SessionId,
+    access: Access,
+    name: String,
+    kind: ClientKind,
+    framing: Framing,
+}
+
+/// Registers the peer, joins its room and pumps frames until either side
+/// ends; always unregisters and leaves, however the connection ends.
+async fn serve_peer(hub: Arc<Hub>, mut socket: WebSocket, setup: PeerSetup) {
+    let kick = Kick::default();
+    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(hub.config.peer_queue);
+    let (endpoint, doc) = match &setup.framing {
+        Framing::Weft => ("ws", None),
+        Framing::Y(doc) => ("y", Some(doc.as_str().to_owned())),
+    };
+    let info = Participant {
+        peer: setup.id,
+        name: setup.name.clone(),
+        kind: setup.kind,
+        role: setup.access.role,
+        link: setup.access.link.clone(),
+        endpoint: endpoint.to_owned(),
+        doc,
+        connected_at: now_s(),
+    };
+    hub.peers().insert(
+        setup.id,
+        PeerEntry { session: setup.session.clone(), link: setup.access.link.clone(), info, kick: kick.clone() },
+    );
+    add(&hub.metrics.connections, 1);
+    let detail = serde_json::json!({
+        "peer": setup.id, "name": setup.name, "kind": setup.kind, "role": setup.access.role,
+        "link": setup.access.link, "endpoint": endpoint,
+    });
+    audit_async(&hub, &setup.session, "peer.joined", detail.clone());
+    tracing::info!(session = %setup.session, peer = %setup.id, role = %setup.access.role, endpoint, "peer joined");
+
+    let room = join_room(&hub, &setup, out_tx, kick.clone()).await;
+    let reason = match room {
+        Ok(room) => {
+            let reason = pump(&hub, &mut socket, &setup, &room, &mut out_rx, &kick).await;
+            if room.send(RoomMsg::Leave { peer: setup.id }).await.is_err() {
+                tracing::debug!(peer = %setup.id, "room already stopped");
+            }
+            reason
+        }
+        Err(denied) => Some((denied.code, denied.message)),
+    };
+    if let Some((code, message)) = &reason {
+        if setup.framing == Framing::Weft {
+            send_control(&mut socket, &ServerControl::Kick { code: *code, message: message.clone() }).await;
+        }
+        close(&mut socket, *code, message).await;
+    }
+
+    hub.peers().remove(&setup.id);
+    add(&hub.metrics.connections, -1);
+    audit_async(&hub, &setup.session, "peer.left", detail);
+    tracing::info!(session = %setup.session, peer = %setup.id, "peer left");
+}
+
+fn audit_async(hub: &Arc<Hub>, session: &SessionId, kind: &'static str, detail: serde_json::Value) {
+    let (hub, session) = (Arc::clone(hub), session.clone());
+    tokio::task::spawn_blocking(move || hub.audit(Some(&session), kind, detail));
+}
+
+async fn join_room(
+    hub: &Arc<Hub>,
+    setup: &PeerSetup,
+    out: mpsc::Sender<Outbound>,
+    kick: Kick,
+) -> Result<mpsc::Sender<RoomMsg>, Denied> {
+    // A room that is stopping drops the reply; a fresh one is then started.
+    for _ in 0..5 {
+        let room = room_for(hub, &setup.session);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let peer = RoomPeer {
+            id: setup.id,
+            role: setup.access.role,
+            framing: setup.framing.clone(),
+            out: out.clone(),
+            kick: kick.clone(),
+        };
+        if room.tx.send(RoomMsg::Join { peer, reply: reply_tx }).await.is_err() {
+            continue;
+        }
+        match reply_rx.await {
+            Ok(Ok(())) => return Ok(room.tx),
+            Ok(Err(denied)) => return Err(denied),
+            Err(_) => continue,
+        }
+    }
+    Err(Denied::new(ErrorCode::Internal, "could not join the session's room; try again"))
+}
+
+/// Moves frames until the socket closes (`None`) or the peer must be
+/// disconnected (`Some(reason)`).
+async fn pump(
+    hub: &Arc<Hub>,
+    socket: &mut WebSocket,
+    setup: &PeerSetup,
+    room: &mpsc::Sender<RoomMsg>,
+    out_rx: &mut mpsc::Receiver<Outbound>,
+    kick: &Kick,
+) -> Option<(ErrorCode, String)> {
+    let mut shutdown = hub.shutdown.clone();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                last_heard = Instant::now();
+                let msg = match incoming {
+                    None | Some(Ok(Message::Close(_))) => return None,
+                    Some(Ok(msg)) => msg,
+                    Some(Err(err)) => {
+                        // tungstenite reports an over-long message as a read error.
+                        let text = err.to_string();
+                        if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+                            let msg = format!("frame larger than the hub's limit of {} bytes", hub.config.max_frame_bytes);
+                            return Some((ErrorCode::TooLarge, msg));
+                        }
+                        tracing::debug!(peer = %setup.id, %err, "socket error");
+                        return None;
+                    }
+                };
+                if let Some(reason) = on_incoming(hub, socket, setup, room, msg).await {
+                    return Some(reason);
+                }
+            }
+            Some(out) = out_rx.recv() => {
+                let (msg, len) = match out {
+                    Outbound::Binary(bytes) => { let n = bytes.len(); (Message::Binary(bytes), n) }
+                    Outbound::Text(text) => { let n = text.len(); (Message::Text(text.into()), n) }
+                };
+                inc(&hub.metrics.bytes_out, len as u64);
+                if socket.send(msg).await.is_err() {
+                    return None;
+                }
+            }
+            reason = kick.kicked() => return Some(reason),
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return Some((ErrorCode::ShuttingDown, "the hub is shutting down; reconnect later".into()));
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= hub.config.idle_timeout {
+                    return Some((ErrorCode::Overloaded, "no frame or pong for too long; reconnect".into()));
+                }
+                if socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+async fn on_incoming(
+    hub: &Arc<Hub>,
+    socket: &mut WebSocket,
+    setup: &PeerSetup,
+    room: &mpsc::Sender<RoomMsg>,
+    msg: Message,
+) -> Option<(ErrorCode, String)> {
+    match msg {
+        Message::Binary(bytes) => {
+            inc(&hub.metrics.bytes_in, bytes.len() as u64);
+            let routed = match &setup.framing {
+                Framing::Y(doc) => Ok((doc.clone(), bytes)),
+                Framing::Weft => match frame::split(&bytes) {
+                    Ok((doc, message)) => {
+                        let message = bytes.slice_ref(message);
+                        Ok((doc, message))
+                    }
+                    Err(err) => Err(err),
+                },
+            };
+            match routed {
+                Ok((doc, message)) => {
+                    if room.send(RoomMsg::Frame { peer: setup.id, doc, message }).await.is_err() {
+                        return Some((ErrorCode::Internal, "the session's room stopped; reconnect".into()));
+                    }
+                }
+                Err(err) => {
+                    inc(&hub.metrics.frames_malformed, 1);
+                    let msg = ServerControl::Error {
+                        code: ErrorCode::Malformed,
+                        message: format!("binary frame refused: {err}"),
+                        doc: None,
+                    };
+                    send_control(socket, &msg).await;
+                }
+            }
+        }
+        Message::Text(text) => {
+            inc(&hub.metrics.bytes_in, text.len() as u64);
+            if matches!(setup.framing, Framing::Y(_)) {
+                return Some((ErrorCode::Malformed, "y-websocket carries binary frames only".into()));
+            }
+            match serde_json::from_str::<ClientControl>(text.as_str()) {
+                Ok(ClientControl::Unsubscribe { doc }) => {
+                    if room.send(RoomMsg::Unsubscribe { peer: setup.id, doc }).await.is_err() {
+                        return Some((ErrorCode::Internal, "the session's room stopped; reconnect".into()));
+                    }
+                }
+                Ok(ClientControl::Auth { .. }) => {
+                    let msg = ServerControl::Error {
+                        code: ErrorCode::Malformed,
+                        message: "already authenticated: reconnect to change identity".into(),
+                        doc: None,
+                    };
+                    send_control(socket, &msg).await;
+                }
+                Err(err) => {
+                    inc(&hub.metrics.frames_malformed, 1);
+                    let msg = ServerControl::Error {
+                        code: ErrorCode::Malformed,
+                        message: format!("control frame refused: {err}"),
+                        doc: None,
+                    };
+                    send_control(socket, &msg).await;
+                }
+            }
+        }
+        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+    }
+    None
+}
