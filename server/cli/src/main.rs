@@ -86,13 +86,15 @@ fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}: is another hub running there? try --listen 127.0.0.1:0", args.listen))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "weft hub listening on http://{addr}").context("writing to stdout")?;
-        stdout.flush().context("writing to stdout")?;
-        drop(stdout);
-        tracing::info!(%addr, data = %args.data.display(), "hub started");
-        weft_hub::run(config, listener, shutdown_signal()).await
+        let data = args.data.clone();
+        let on_ready = move |addr: SocketAddr| -> anyhow::Result<()> {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "weft hub listening on http://{addr}").context("writing to stdout")?;
+            stdout.flush().context("writing to stdout")?;
+            tracing::info!(%addr, data = %data.display(), "hub started");
+            Ok(())
+        };
+        weft_hub::run(config, listener, on_ready, shutdown_signal()).await
     })
 }
 

@@ -179,7 +179,15 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 /// Runs a hub on `listener` until `shutdown` resolves, then disconnects
 /// every peer, waits for the document logs to be flushed, and returns.
-pub async fn run(config: HubConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+/// `on_ready` is called with the bound address once the data directory,
+/// admin token and database are ready and before the first request is
+/// served (the CLI prints its "listening" line there).
+pub async fn run(
+    config: HubConfig,
+    listener: TcpListener,
+    on_ready: impl FnOnce(std::net::SocketAddr) -> anyhow::Result<()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let admin = match &config.admin_token {
@@ -208,6 +216,7 @@ pub async fn run(config: HubConfig, listener: TcpListener, shutdown: impl Future
     });
 
     let app = rest::router(Arc::clone(&hub));
+    on_ready(local)?;
     let graceful = {
         let hub = Arc::clone(&hub);
         async move {

@@ -196,6 +196,7 @@ impl Room {
         let Some(mut durable_rx) = self.durable_rx.take() else { return };
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = self.hub.shutdown.clone();
         loop {
             tokio::select! {
                 // Durable completions first: they release relays and acks.
@@ -205,6 +206,13 @@ impl Room {
                     Some(msg) => self.on_message(msg).await,
                     None => break,
                 },
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        // Writes already handed to the log writer still
+                        // complete: it drains its queue before it stops.
+                        self.closing = Some((ErrorCode::ShuttingDown, "the hub is shutting down; reconnect later".into()));
+                    }
+                }
                 _ = tick.tick() => {
                     self.unload_idle();
                     if self.peers.is_empty() && self.docs.is_empty() && self.pending.is_empty() {
