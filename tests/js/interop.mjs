@@ -370,11 +370,21 @@ async function main () {
   }
   log(`both synced; initial length=${initial.length}`)
 
-  // 2. Concurrent edits.
+  // 2. Concurrent edits. Count the hub's updates that arrive while each
+  // client is still editing, to show that the edits really interleaved.
+  const remoteDuringEdits = { A: 0, B: 0 }
+  let editing = true
+  for (const cl of [a, b]) {
+    cl.doc.on('update', (_u, origin) => {
+      if (editing && origin === cl.provider) remoteDuringEdits[cl.name]++
+    })
+  }
   const [aLines, bLines] = await Promise.all([
     runA(a, mulberry32(seed)),
     runB(b, mulberry32(seed ^ 0x5eed))
   ])
+  editing = false
+  log(`edits done; remote updates applied while editing: A=${remoteDuringEdits.A} B=${remoteDuringEdits.B}`)
   const expectedSorted = initial.split('\n').concat(aLines, bLines).sort()
 
   // 3. Convergence.

@@ -620,3 +620,66 @@ impl Rng {
 
 /// Snippets of text that exercise every width of UTF-8 and UTF-16.
 pub const SNIPPETS: &[&str] = &["a", "fn ", "\n", "🦀", "日本語", "e\u{301}", "👩‍💻", "ü", " ", "{}", "𝕏"];
+
+/// A plain y-websocket connection (`/y/{session}/{doc}`), as stock Yjs
+/// clients make it.
+pub struct YPeer {
+    ws: Ws,
+    /// Binary messages received, in order.
+    pub received: Vec<Vec<u8>>,
+    pub closed: Option<Closed>,
+}
+
+impl YPeer {
+    /// Connects with `query` (e.g. `token=...`); `Err` carries the close if
+    /// the hub refused before sending anything.
+    pub async fn connect(base: &str, session: &str, doc: &str, query: &str) -> anyhow::Result<Result<YPeer, Closed>> {
+        let url = format!("{base}/y/{session}/{doc}?{query}");
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.with_context(|| format!("connecting {url}"))?;
+        let mut peer = YPeer { ws, received: Vec::new(), closed: None };
+        // The hub opens with its sync step 1, or closes.
+        peer.pump_until(Duration::from_secs(20), |p| !p.received.is_empty()).await?;
+        match peer.closed.take() {
+            Some(closed) if peer.received.is_empty() => Ok(Err(closed)),
+            other => {
+                peer.closed = other;
+                Ok(Ok(peer))
+            }
+        }
+    }
+
+    /// Sends a raw y-protocols message.
+    pub async fn send(&mut self, message: Vec<u8>) -> anyhow::Result<()> {
+        self.ws.send(Message::Binary(message.into())).await?;
+        Ok(())
+    }
+
+    /// Reads frames until `cond` holds, the connection closes, or `timeout` passes.
+    pub async fn pump_until(&mut self, timeout: Duration, mut cond: impl FnMut(&YPeer) -> bool) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !cond(self) && self.closed.is_none() {
+            let now = Instant::now();
+            anyhow::ensure!(now < deadline, "y-websocket peer: condition not met within {timeout:?}");
+            match tokio::time::timeout(deadline - now, self.ws.next()).await {
+                Err(_) => {}
+                Ok(Some(Ok(Message::Binary(b)))) => self.received.push(b.to_vec()),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    self.closed = Some(Closed { code: frame.map(|f| u16::from(f.code)), last_error: None });
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(None | Some(Err(_))) => self.closed = Some(Closed { code: None, last_error: None }),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A y-protocols `update` message inserting `text` at the start of
+/// `content`, authored by `client_id`.
+pub fn y_insert_message(client_id: u64, text: &str) -> Vec<u8> {
+    let doc = Doc::with_client_id(client_id);
+    let t = doc.get_or_insert_text("content");
+    t.insert(&mut doc.transact_mut(), 0, text);
+    let update = doc.transact().encode_state_as_update_v1(&yrs::StateVector::default());
+    YMessage::Sync(SyncMessage::Update(update)).encode_v1()
+}

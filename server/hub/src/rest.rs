@@ -117,7 +117,13 @@ fn caller(headers: &HeaderMap) -> ApiResult<Caller> {
             Some(token.trim().to_owned())
         }
     };
-    let password = headers.get(PASSWORD_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // Passwords may be any UTF-8, which `HeaderValue::to_str` (visible
+    // ASCII only) would refuse.
+    let password = headers
+        .get(PASSWORD_HEADER)
+        .map(|v| std::str::from_utf8(v.as_bytes()).map(str::to_owned))
+        .transpose()
+        .map_err(|_| ApiError::new(ErrorCode::Malformed, "the X-Weft-Password header must be UTF-8"))?;
     Ok(Caller { token, password })
 }
 
