@@ -261,6 +261,13 @@ async fn serve_peer(hub: Arc<Hub>, mut socket: WebSocket, setup: PeerSetup) {
             send_control(&mut socket, &ServerControl::Kick { code: *code, message: message.clone() }).await;
         }
         close(&mut socket, *code, message).await;
+        // Read until the peer answers the close (or 2 s pass): dropping a
+        // socket with unread input makes the kernel send a reset, which can
+        // destroy the close frame before the peer reads it.
+        let linger = async { while let Some(Ok(_)) = socket.recv().await {} };
+        if tokio::time::timeout(Duration::from_secs(2), linger).await.is_err() {
+            tracing::debug!(peer = %setup.id, "peer did not answer the close");
+        }
     }
 
     hub.peers().remove(&setup.id);
