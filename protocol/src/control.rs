@@ -196,12 +196,9 @@ mod tests {
     fn server_frames_have_stable_shapes() {
         let ack = serde_json::to_value(ServerControl::Ack { seq: 3 }).expect("json");
         assert_eq!(ack, serde_json::json!({"type": "ack", "seq": 3}));
-        let err = serde_json::to_value(ServerControl::Error {
-            code: ErrorCode::Forbidden,
-            message: "m".into(),
-            doc: None,
-        })
-        .expect("json");
+        let err =
+            serde_json::to_value(ServerControl::Error { code: ErrorCode::Forbidden, message: "m".into(), doc: None })
+                .expect("json");
         assert_eq!(err, serde_json::json!({"type": "error", "code": "forbidden", "message": "m"}));
     }
 }

@@ -62,7 +62,11 @@ impl HubProcess {
     /// Starts a hub with extra command-line arguments.
     pub fn start_with(data: &Path, extra: &[&str]) -> anyhow::Result<HubProcess> {
         let bin = weft_bin();
-        anyhow::ensure!(bin.exists(), "{} is missing: run `cargo build --bin weft` first (scripts/test does)", bin.display());
+        anyhow::ensure!(
+            bin.exists(),
+            "{} is missing: run `cargo build --bin weft` first (scripts/test does)",
+            bin.display()
+        );
         std::fs::create_dir_all(data)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("hub.stderr.log"))?;
         let mut child = Command::new(&bin)
@@ -91,7 +95,12 @@ impl HubProcess {
                 sink.clear();
             }
         });
-        let mut hub = HubProcess { child: Some(child), addr: "127.0.0.1:1".parse()?, admin: String::new(), data: data.to_owned() };
+        let mut hub = HubProcess {
+            child: Some(child),
+            addr: "127.0.0.1:1".parse()?,
+            admin: String::new(),
+            data: data.to_owned(),
+        };
         let line = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(line)) => line,
             other => bail!("hub printed no first line ({other:?}); its log:\n{}", hub.log()),
@@ -149,9 +158,15 @@ impl HubProcess {
 
     /// Creates a session with the admin token; returns (id, owner token).
     pub async fn create_session(&self, name: &str) -> anyhow::Result<(String, String)> {
-        let (status, body) =
-            http(self.addr, "POST", "/api/sessions", Some(&self.admin), &[], Some(&serde_json::json!({"name": name}).to_string()))
-                .await?;
+        let (status, body) = http(
+            self.addr,
+            "POST",
+            "/api/sessions",
+            Some(&self.admin),
+            &[],
+            Some(&serde_json::json!({"name": name}).to_string()),
+        )
+        .await?;
         anyhow::ensure!(status == 201, "create session: {status} {body}");
         let id = body["id"].as_str().context("id")?.to_owned();
         let token = body["owner"]["token"].as_str().context("owner token")?.to_owned();
@@ -159,7 +174,12 @@ impl HubProcess {
     }
 
     /// Creates a link; returns the whole `201` body.
-    pub async fn create_link(&self, session: &str, owner: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    pub async fn create_link(
+        &self,
+        session: &str,
+        owner: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
         let path = format!("/api/sessions/{session}/links");
         let (status, body) = http(self.addr, "POST", &path, Some(owner), &[], Some(&body.to_string())).await?;
         anyhow::ensure!(status == 201, "create link: {status} {body}");
@@ -247,12 +267,15 @@ pub struct Closed {
     pub last_error: Option<serde_json::Value>,
 }
 
+/// Local updates (doc id, v1 update) waiting to be sent.
+type Outbox = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A weft-protocol client with one yrs document per doc id.
 pub struct WeftPeer {
     ws: Ws,
     pub welcome: serde_json::Value,
     docs: HashMap<String, Doc>,
-    outbox: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    outbox: Outbox,
     client_id: u64,
     /// Update-carrying frames sent.
     pub sent: u64,
@@ -277,9 +300,15 @@ pub struct Auth<'a> {
 
 impl WeftPeer {
     /// Connects and authenticates; `Err(Closed)` if the hub refused.
-    pub async fn connect(base: &str, session: &str, auth: Auth<'_>, client_id: u64) -> anyhow::Result<Result<WeftPeer, Closed>> {
+    pub async fn connect(
+        base: &str,
+        session: &str,
+        auth: Auth<'_>,
+        client_id: u64,
+    ) -> anyhow::Result<Result<WeftPeer, Closed>> {
         let url = format!("{base}/ws/{session}");
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.with_context(|| format!("connecting {url}"))?;
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(url.as_str()).await.with_context(|| format!("connecting {url}"))?;
         let mut frame = serde_json::json!({
             "type": "auth", "token": auth.token, "name": if auth.name.is_empty() { "test" } else { auth.name },
             "protocol": auth.protocol.unwrap_or(PROTOCOL_VERSION),
@@ -497,7 +526,8 @@ impl WeftPeer {
                 self.closed.get_or_insert(Closed { code: None, last_error: self.errors.last().cloned() });
             }
             Some(Ok(Message::Close(frame))) => {
-                self.closed = Some(Closed { code: frame.map(|f| u16::from(f.code)), last_error: self.errors.last().cloned() });
+                self.closed =
+                    Some(Closed { code: frame.map(|f| u16::from(f.code)), last_error: self.errors.last().cloned() });
             }
             Some(Ok(Message::Text(text))) => {
                 let v: serde_json::Value = serde_json::from_str(text.as_str())?;
@@ -544,11 +574,13 @@ impl WeftPeer {
 
     /// Closes the connection politely.
     pub async fn close(mut self) {
-        let _ = self.ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: CloseCode::Normal,
-            reason: "bye".into(),
-        }))
-        .await;
+        let _ = self
+            .ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            }))
+            .await;
     }
 }
 
@@ -572,7 +604,10 @@ pub async fn converge(peers: &mut [&mut WeftPeer], doc: &str, timeout: Duration)
             return Ok(texts.into_iter().next().unwrap_or_default());
         }
         if Instant::now() >= deadline {
-            bail!("peers did not converge within {timeout:?}: {:?}", texts.iter().map(|t| t.chars().count()).collect::<Vec<_>>());
+            bail!(
+                "peers did not converge within {timeout:?}: {:?}",
+                texts.iter().map(|t| t.chars().count()).collect::<Vec<_>>()
+            );
         }
     }
 }
@@ -635,7 +670,8 @@ impl YPeer {
     /// the hub refused before sending anything.
     pub async fn connect(base: &str, session: &str, doc: &str, query: &str) -> anyhow::Result<Result<YPeer, Closed>> {
         let url = format!("{base}/y/{session}/{doc}?{query}");
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.with_context(|| format!("connecting {url}"))?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async(url.as_str()).await.with_context(|| format!("connecting {url}"))?;
         let mut peer = YPeer { ws, received: Vec::new(), closed: None };
         // The hub opens with its sync step 1, or closes.
         peer.pump_until(Duration::from_secs(20), |p| !p.received.is_empty()).await?;

@@ -75,7 +75,12 @@ async fn rest_rights_for_every_role() -> anyhow::Result<()> {
     use Who::*;
     // (method, path, body, expected status per caller in EVERYONE order)
     let cells: Vec<(&str, String, Option<String>, [u16; 9])> = vec![
-        ("POST", "/api/sessions".into(), Some(json!({"name": "n"}).to_string()), [201, 403, 403, 403, 403, 401, 401, 403, 401]),
+        (
+            "POST",
+            "/api/sessions".into(),
+            Some(json!({"name": "n"}).to_string()),
+            [201, 403, 403, 403, 403, 401, 401, 403, 401],
+        ),
         ("GET", "/api/sessions".into(), None, [200, 200, 200, 200, 200, 401, 401, 200, 401]),
         ("GET", format!("/api/sessions/{s}"), None, [200, 200, 200, 200, 200, 401, 401, 403, 401]),
         ("GET", format!("/api/sessions/{s}/participants"), None, [200, 200, 200, 200, 200, 401, 401, 403, 401]),
@@ -196,7 +201,10 @@ async fn websocket_rights_for_every_role_on_both_endpoints() -> anyhow::Result<(
     let text = watcher.text("doc.txt");
     assert!(!text.contains("Viewer"), "a viewer's write got through: {text}");
     for who in ["Admin", "Owner", "Editor", "Agent"] {
-        assert!(text.contains(&format!("[ws-{who}]")) && text.contains(&format!("[y-{who}]")), "{who} missing in {text}");
+        assert!(
+            text.contains(&format!("[ws-{who}]")) && text.contains(&format!("[y-{who}]")),
+            "{who} missing in {text}"
+        );
     }
     // A fresh peer (after the hub relayed and stored everything) agrees.
     let mut fresh = WeftPeer::join(&base, &f.session, &f.owner, 2).await?;
@@ -271,15 +279,25 @@ async fn revocation_kicks_connected_peers_and_expiry_and_passwords_hold() -> any
     assert_eq!(res.err().and_then(|c| c.code), Some(4401));
 
     // Every one of these is in the audit log.
-    let (status, page) = http(hub.addr, "GET", &format!("/api/sessions/{session}/events?limit=1000"), Some(&owner), &[], None).await?;
+    let (status, page) =
+        http(hub.addr, "GET", &format!("/api/sessions/{session}/events?limit=1000"), Some(&owner), &[], None).await?;
     assert_eq!(status, 200);
-    let kinds: Vec<&str> = page["events"].as_array().map(|a| a.iter().filter_map(|e| e["kind"].as_str()).collect()).unwrap_or_default();
+    let kinds: Vec<&str> =
+        page["events"].as_array().map(|a| a.iter().filter_map(|e| e["kind"].as_str()).collect()).unwrap_or_default();
     for kind in ["session.created", "link.created", "link.revoked", "peer.joined", "peer.left", "access.denied"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     // Paging with the cursor returns the rest, in order, without repeats.
     let first = page["events"][0]["id"].as_i64().unwrap_or_default();
-    let (_, rest) = http(hub.addr, "GET", &format!("/api/sessions/{session}/events?after={first}&limit=2"), Some(&owner), &[], None).await?;
+    let (_, rest) = http(
+        hub.addr,
+        "GET",
+        &format!("/api/sessions/{session}/events?after={first}&limit=2"),
+        Some(&owner),
+        &[],
+        None,
+    )
+    .await?;
     assert_eq!(rest["events"].as_array().map(Vec::len), Some(2));
     assert!(rest["events"][0]["id"].as_i64() > Some(first));
     assert_eq!(rest["next"], rest["events"][1]["id"]);

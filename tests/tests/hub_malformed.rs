@@ -15,7 +15,9 @@ async fn rest_refuses_garbage_with_json_errors() -> anyhow::Result<()> {
     let (session, owner) = hub.create_session("bad rest").await?;
     let admin = hub.admin.clone();
     let links = format!("/api/sessions/{session}/links");
-    let cases: Vec<(&str, String, Option<&str>, &[u8], u16, &str)> = vec![
+    // (method, path, token, body, status, error code)
+    type Case<'a> = (&'a str, String, Option<&'a str>, &'a [u8], u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("POST", "/api/sessions".into(), Some(&admin), b"{not json", 400, "malformed"),
         ("POST", "/api/sessions".into(), Some(&admin), b"", 400, "malformed"),
         ("POST", "/api/sessions".into(), Some(&admin), br#"{"name": 5}"#, 400, "malformed"),
@@ -44,7 +46,8 @@ async fn rest_refuses_garbage_with_json_errors() -> anyhow::Result<()> {
         assert!(resp["error"]["message"].as_str().is_some_and(|m| m.len() > 5), "{resp}");
     }
     // A header that is not `Bearer ...`.
-    let (status, _) = http(hub.addr, "GET", "/api/sessions", None, &[("Authorization", "Basic Zm9vOmJhcg==")], None).await?;
+    let (status, _) =
+        http(hub.addr, "GET", "/api/sessions", None, &[("Authorization", "Basic Zm9vOmJhcg==")], None).await?;
     assert_eq!(status, 401);
     // Still healthy, and metrics speak Prometheus.
     let (status, health) = http(hub.addr, "GET", "/healthz", None, &[], None).await?;
@@ -52,7 +55,14 @@ async fn rest_refuses_garbage_with_json_errors() -> anyhow::Result<()> {
     let (status, metrics) = http_raw(hub.addr, "GET", "/metrics", None, &[], None).await?;
     let metrics = String::from_utf8_lossy(&metrics);
     assert_eq!(status, 200);
-    for name in ["weft_connections", "weft_sessions_loaded", "weft_docs_loaded", "weft_updates_total", "weft_bytes_in_total", "weft_bytes_out_total"] {
+    for name in [
+        "weft_connections",
+        "weft_sessions_loaded",
+        "weft_docs_loaded",
+        "weft_updates_total",
+        "weft_bytes_in_total",
+        "weft_bytes_out_total",
+    ] {
         assert!(metrics.contains(&format!("# TYPE {name} ")), "{name} missing:\n{metrics}");
     }
     assert!(hub.is_running());
@@ -82,8 +92,12 @@ async fn websocket_garbage_is_refused_and_nobody_loses_anything() -> anyhow::Res
             let mut error = None;
             while let Some(msg) = tokio::time::timeout(T, ws.next()).await? {
                 match msg? {
-                    tokio_tungstenite::tungstenite::Message::Text(t) => error = Some(serde_json::from_str::<serde_json::Value>(t.as_str())?),
-                    tokio_tungstenite::tungstenite::Message::Close(f) => return anyhow::Ok((f.map(|f| u16::from(f.code)), error)),
+                    tokio_tungstenite::tungstenite::Message::Text(t) => {
+                        error = Some(serde_json::from_str::<serde_json::Value>(t.as_str())?)
+                    }
+                    tokio_tungstenite::tungstenite::Message::Close(f) => {
+                        return anyhow::Ok((f.map(|f| u16::from(f.code)), error));
+                    }
                     _ => {}
                 }
             }
@@ -96,13 +110,18 @@ async fn websocket_garbage_is_refused_and_nobody_loses_anything() -> anyhow::Res
         (M::Text("{not json".into()), 4400, "malformed"),
         (M::Text(r#"{"type":"unsubscribe","doc":"a"}"#.into()), 4400, "malformed"),
         (M::Text(json!({"type":"auth","token":owner,"name":"","protocol":1}).to_string().into()), 4400, "malformed"),
-        (M::Text(json!({"type":"auth","token":owner,"name":"x","protocol":999}).to_string().into()), 4426, "version_mismatch"),
+        (
+            M::Text(json!({"type":"auth","token":owner,"name":"x","protocol":999}).to_string().into()),
+            4426,
+            "version_mismatch",
+        ),
     ] {
         let (got, error) = raw(first.clone()).await?;
         assert_eq!(got, Some(code), "{first:?}: {error:?}");
         assert_eq!(error.as_ref().map(|e| e["code"].clone()), Some(json!(err)), "{first:?}");
     }
-    let res = WeftPeer::connect(&base, "no-such-session", Auth { token: &owner, name: "x", ..Auth::default() }, 5).await?;
+    let res =
+        WeftPeer::connect(&base, "no-such-session", Auth { token: &owner, name: "x", ..Auth::default() }, 5).await?;
     assert_eq!(res.err().and_then(|c| c.code), Some(4404));
     let res = WeftPeer::connect(&base, "..", Auth { token: &owner, name: "x", ..Auth::default() }, 5).await;
     assert!(res.map(|r| r.is_err()).unwrap_or(true), "a hostile session id never joins");
@@ -126,7 +145,11 @@ async fn websocket_garbage_is_refused_and_nobody_loses_anything() -> anyhow::Res
     let n_errors = 8;
     bad.pump_until("an error frame per bad frame", T, |p| p.errors.len() >= n_errors).await?;
     assert!(bad.errors.iter().all(|e| e["code"] == "malformed"), "{:?}", bad.errors);
-    assert!(bad.errors.iter().any(|e| e["message"].as_str().is_some_and(|m| m.contains("segment"))), "{:?}", bad.errors);
+    assert!(
+        bad.errors.iter().any(|e| e["message"].as_str().is_some_and(|m| m.contains("segment"))),
+        "{:?}",
+        bad.errors
+    );
     // ...and still works.
     bad.subscribe("a.rs").await?;
     bad.pump_until("still synced", T, |p| p.text("a.rs") == "fn main() {}").await?;

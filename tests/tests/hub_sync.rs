@@ -33,7 +33,8 @@ async fn concurrent_typing_converges_for_every_peer_and_late_joiners() -> anyhow
                 p.delete(doc, at, 1 + rng.below(3)).await?;
             } else {
                 let at = rng.below(len + 1);
-                p.insert(doc, at, *rng.pick(SNIPPETS)).await?;
+                let snippet = SNIPPETS[rng.below(SNIPPETS.len())];
+                p.insert(doc, at, snippet).await?;
             }
         }
         // Let frames cross only sometimes, so edits really are concurrent.
@@ -130,7 +131,11 @@ async fn sigkill_loses_no_acknowledged_update() -> anyhow::Result<()> {
     b.pump_until("restored text", T, |p| !p.text("log.txt").is_empty()).await?;
     let text = b.text("log.txt");
     for n in 0..acked_updates {
-        assert!(text.contains(&format!("<{n}>")), "acknowledged update <{n}> was lost (acked {acked_updates}); text ends {:?}", &text[text.len().saturating_sub(80)..]);
+        assert!(
+            text.contains(&format!("<{n}>")),
+            "acknowledged update <{n}> was lost (acked {acked_updates}); text ends {:?}",
+            &text[text.len().saturating_sub(80)..]
+        );
     }
     Ok(())
 }

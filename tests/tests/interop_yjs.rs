@@ -41,6 +41,7 @@ async fn stock_yjs_clients_converge_and_a_weft_peer_agrees() -> anyhow::Result<(
 
     let mut rust = WeftPeer::join(&hub.ws_base(), &session, &owner, 77).await?;
     rust.subscribe(doc).await?;
-    rust.pump_until("the weft peer sees the Yjs clients' text", Duration::from_secs(30), |p| p.text(doc) == text).await?;
+    rust.pump_until("the weft peer sees the Yjs clients' text", Duration::from_secs(30), |p| p.text(doc) == text)
+        .await?;
     Ok(())
 }

@@ -83,9 +83,9 @@ fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     config.compact_after = args.compact_after.max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}: is another hub running there? try --listen 127.0.0.1:0", args.listen))?;
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
+            format!("cannot listen on {}: is another hub running there? try --listen 127.0.0.1:0", args.listen)
+        })?;
         let data = args.data.clone();
         let on_ready = move |addr: SocketAddr| -> anyhow::Result<()> {
             let mut stdout = std::io::stdout().lock();

@@ -202,10 +202,8 @@ impl SharedDoc {
     fn apply_awareness(&mut self, update: AwarenessUpdate, out: &mut Handled) -> Result<(), SyncError> {
         let claimed: Vec<u64> = update.clients.keys().map(|c| c.get()).collect();
         let encoded = Message::Awareness(update.clone()).encode_v1();
-        let summary = self
-            .awareness
-            .apply_update_summary(update)
-            .map_err(|e| SyncError::Malformed(format!("awareness: {e}")))?;
+        let summary =
+            self.awareness.apply_update_summary(update).map_err(|e| SyncError::Malformed(format!("awareness: {e}")))?;
         if let Some(summary) = summary {
             let removed: HashSet<u64> = summary.removed.iter().map(|c| c.get()).collect();
             out.claimed_clients.extend(claimed.into_iter().filter(|c| !removed.contains(c)));

@@ -119,12 +119,20 @@ impl Authority {
                 tracing::error!(%e, "link lookup failed");
                 Denied::new(ErrorCode::Internal, "the hub could not read its link table; try again")
             })?
-            .ok_or_else(|| Denied::new(ErrorCode::Unauthorized, "unknown token: ask the session owner for a new link"))?;
+            .ok_or_else(|| {
+                Denied::new(ErrorCode::Unauthorized, "unknown token: ask the session owner for a new link")
+            })?;
         if link.revoked_at.is_some() {
-            return Err(Denied::new(ErrorCode::Unauthorized, "this link was revoked: ask the session owner for a new one"));
+            return Err(Denied::new(
+                ErrorCode::Unauthorized,
+                "this link was revoked: ask the session owner for a new one",
+            ));
         }
         if link.expires_at.is_some_and(|at| at <= now) {
-            return Err(Denied::new(ErrorCode::Unauthorized, "this link has expired: ask the session owner for a new one"));
+            return Err(Denied::new(
+                ErrorCode::Unauthorized,
+                "this link has expired: ask the session owner for a new one",
+            ));
         }
         Ok(Principal::Link(link))
     }
@@ -152,7 +160,10 @@ impl Authority {
                         Some(pw) if verify_password(pw, phc) => {}
                         Some(_) => return Err(Denied::new(ErrorCode::BadPassword, "wrong password for this link")),
                         None => {
-                            return Err(Denied::new(ErrorCode::BadPassword, "this link needs a password: send it with the token"));
+                            return Err(Denied::new(
+                                ErrorCode::BadPassword,
+                                "this link needs a password: send it with the token",
+                            ));
                         }
                     }
                 }

@@ -239,7 +239,8 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(hub);
-    let joined = tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(move || writer_thread.join())).await;
+    let joined =
+        tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(move || writer_thread.join())).await;
     match joined {
         Ok(Ok(Ok(()))) => tracing::info!("hub stopped"),
         Ok(_) => tracing::error!("the log writer failed while stopping"),

@@ -33,7 +33,11 @@ impl Metrics {
     pub fn render(&self, commits: u64, log_ops: u64) -> String {
         let mut out = String::new();
         let gauges = [
-            ("weft_connections", "Open WebSocket connections (both endpoints).", self.connections.load(Ordering::Relaxed)),
+            (
+                "weft_connections",
+                "Open WebSocket connections (both endpoints).",
+                self.connections.load(Ordering::Relaxed),
+            ),
             ("weft_sessions_loaded", "Sessions with a room in memory.", self.rooms.load(Ordering::Relaxed)),
             ("weft_docs_loaded", "Documents loaded in memory.", self.docs_loaded.load(Ordering::Relaxed)),
         ];
@@ -42,11 +46,23 @@ impl Metrics {
         }
         let counters = [
             ("weft_updates_total", "Document updates applied and persisted.", self.updates.load(Ordering::Relaxed)),
-            ("weft_updates_refused_total", "Updates refused (viewer writes).", self.updates_refused.load(Ordering::Relaxed)),
+            (
+                "weft_updates_refused_total",
+                "Updates refused (viewer writes).",
+                self.updates_refused.load(Ordering::Relaxed),
+            ),
             ("weft_bytes_in_total", "WebSocket payload bytes received.", self.bytes_in.load(Ordering::Relaxed)),
             ("weft_bytes_out_total", "WebSocket payload bytes sent.", self.bytes_out.load(Ordering::Relaxed)),
-            ("weft_frames_malformed_total", "Frames refused as malformed.", self.frames_malformed.load(Ordering::Relaxed)),
-            ("weft_peers_overloaded_total", "Peers disconnected for reading too slowly.", self.peers_overloaded.load(Ordering::Relaxed)),
+            (
+                "weft_frames_malformed_total",
+                "Frames refused as malformed.",
+                self.frames_malformed.load(Ordering::Relaxed),
+            ),
+            (
+                "weft_peers_overloaded_total",
+                "Peers disconnected for reading too slowly.",
+                self.peers_overloaded.load(Ordering::Relaxed),
+            ),
             ("weft_store_commits_total", "Durable log transactions (group commits).", commits),
             ("weft_store_ops_total", "Log operations written.", log_ops),
         ];

@@ -98,7 +98,8 @@ async fn blocking<T: Serialize + Send + 'static>(
 }
 
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::Malformed, format!("request body is not valid: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::Malformed, format!("request body is not valid: {e}")))
 }
 
 struct Caller {
@@ -110,7 +111,9 @@ fn caller(headers: &HeaderMap) -> ApiResult<Caller> {
     let token = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {
-            let value = value.to_str().map_err(|_| ApiError::new(ErrorCode::Unauthorized, "unreadable Authorization header"))?;
+            let value = value
+                .to_str()
+                .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "unreadable Authorization header"))?;
             let token = value
                 .strip_prefix("Bearer ")
                 .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "use 'Authorization: Bearer TOKEN'"))?;
@@ -213,14 +216,8 @@ fn new_link(
         revoked_at: None,
         created_at: now,
     };
-    let created = LinkCreated {
-        id,
-        url: hub.link_url(session, &token),
-        token,
-        role,
-        expires_at,
-        password: password.is_some(),
-    };
+    let created =
+        LinkCreated { id, url: hub.link_url(session, &token), token, role, expires_at, password: password.is_some() };
     Ok((record, created))
 }
 
@@ -249,7 +246,11 @@ async fn create_session(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: B
         };
         let (link, owner) = new_link(&hub, &record.id, Role::Owner, None, None)?;
         hub.store.create_session(&record, &link).map_err(internal)?;
-        hub.audit(Some(&record.id), "session.created", serde_json::json!({"name": record.name, "public": record.public}));
+        hub.audit(
+            Some(&record.id),
+            "session.created",
+            serde_json::json!({"name": record.name, "public": record.public}),
+        );
         hub.audit(Some(&record.id), "link.created", serde_json::json!({"link": link.id, "role": Role::Owner}));
         tracing::info!(session = %record.id, "session created");
         Ok(SessionCreated { id: record.id, name: record.name, owner })
@@ -321,10 +322,10 @@ async fn delete_session(State(hub): State<Arc<Hub>>, Path(id): Path<String>, hea
         Ok(Ok(session)) => {
             let msg = "this session was deleted by its owner";
             let room = hub.rooms().get(&session).cloned();
-            if let Some(room) = room {
-                if room.tx.send(RoomMsg::Close { code: ErrorCode::Gone, message: msg.into() }).await.is_err() {
-                    tracing::debug!(%session, "room already stopped");
-                }
+            if let Some(room) = room
+                && room.tx.send(RoomMsg::Close { code: ErrorCode::Gone, message: msg.into() }).await.is_err()
+            {
+                tracing::debug!(%session, "room already stopped");
             }
             hub.kick_peers(&session, |_| true, ErrorCode::Gone, msg);
             StatusCode::NO_CONTENT.into_response()
@@ -339,7 +340,10 @@ async fn create_link(State(hub): State<Arc<Hub>>, Path(id): Path<String>, header
         let (record, access) = caller(&headers)?.owner_access(&hub, &id, "create links")?;
         let req: CreateLink = parse_body(&body)?;
         if req.expires_in_s.is_some_and(|s| s == 0 || s > MAX_EXPIRY_S) {
-            return Err(ApiError::new(ErrorCode::Malformed, format!("expires_in_s must be between 1 and {MAX_EXPIRY_S}")));
+            return Err(ApiError::new(
+                ErrorCode::Malformed,
+                format!("expires_in_s must be between 1 and {MAX_EXPIRY_S}"),
+            ));
         }
         if req.password.as_ref().is_some_and(|p| p.is_empty() || p.chars().count() > 1024) {
             return Err(ApiError::new(ErrorCode::Malformed, "password must have 1 to 1024 characters"));
@@ -416,7 +420,9 @@ async fn events(
         let (record, _) = caller(&headers)?.owner_access(&hub, &id, "read the audit log")?;
         let after = match query.get("after") {
             None => 0,
-            Some(v) => v.parse::<i64>().map_err(|_| ApiError::new(ErrorCode::Malformed, "after must be an integer cursor"))?,
+            Some(v) => {
+                v.parse::<i64>().map_err(|_| ApiError::new(ErrorCode::Malformed, "after must be an integer cursor"))?
+            }
         };
         let limit = match query.get("limit") {
             None => 100,

@@ -338,11 +338,8 @@ impl Room {
             _ => return Err(self.storage_failed("loading a document")),
         };
         let log_len = stored.updates.len();
-        let restored = SharedDoc::restore(
-            hub_client_id(),
-            stored.snapshot.as_deref(),
-            stored.updates.iter().map(Vec::as_slice),
-        );
+        let restored =
+            SharedDoc::restore(hub_client_id(), stored.snapshot.as_deref(), stored.updates.iter().map(Vec::as_slice));
         let shared = match restored {
             Ok((shared, 0)) => shared,
             Ok((shared, skipped)) => {
@@ -351,7 +348,10 @@ impl Room {
             }
             Err(err) => {
                 tracing::error!(session = %self.session, %doc, %err, "stored document cannot be loaded");
-                return Err(Denied::new(ErrorCode::Internal, "the stored document is damaged; the hub log has details"));
+                return Err(Denied::new(
+                    ErrorCode::Internal,
+                    "the stored document is damaged; the hub log has details",
+                ));
             }
         };
         known.insert(doc.as_str().to_owned());
@@ -383,7 +383,8 @@ impl Room {
             Ok(handled) => handled,
             Err(SyncError::Poisoned) => {
                 tracing::error!(session = %self.session, %doc, %peer, "an update crashed the CRDT engine; restarting the room");
-                self.closing = Some((ErrorCode::Internal, "the hub hit an internal error; reconnect to resynchronise".into()));
+                self.closing =
+                    Some((ErrorCode::Internal, "the hub hit an internal error; reconnect to resynchronise".into()));
                 return;
             }
             Err(err) => {
@@ -413,7 +414,12 @@ impl Room {
         if handled.refused_write {
             inc(&self.hub.metrics.updates_refused, 1);
             tracing::debug!(session = %self.session, %doc, %peer, "refused a write from a read-only peer");
-            self.refuse(peer, &doc, ErrorCode::Forbidden, "this link is read-only (viewer): your change was not applied");
+            self.refuse(
+                peer,
+                &doc,
+                ErrorCode::Forbidden,
+                "this link is read-only (viewer): your change was not applied",
+            );
         }
         if handled.update_messages == 0 {
             return;
@@ -434,7 +440,11 @@ impl Room {
         self.next_pending += 1;
         let mut ops: Vec<LogOp> = deltas
             .iter()
-            .map(|update| LogOp::Append { session: self.session.clone(), doc: doc.as_str().to_owned(), update: update.clone() })
+            .map(|update| LogOp::Append {
+                session: self.session.clone(),
+                doc: doc.as_str().to_owned(),
+                update: update.clone(),
+            })
             .collect();
         let has_ops = !ops.is_empty();
         if let Some(entry) = self.docs.get_mut(&doc).filter(|_| has_ops) {
@@ -510,7 +520,8 @@ impl Room {
         let Some(state) = self.peers.get_mut(&peer) else { return };
         match &state.peer.framing {
             Framing::Weft => {
-                let frame = control(&ServerControl::Error { code, message: message.to_owned(), doc: Some(doc.clone()) });
+                let frame =
+                    control(&ServerControl::Error { code, message: message.to_owned(), doc: Some(doc.clone()) });
                 self.send(peer, frame);
             }
             Framing::Y(_) if code == ErrorCode::Forbidden => {

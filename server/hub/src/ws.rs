@@ -179,7 +179,13 @@ async fn weft_connection(hub: Arc<Hub>, session: String, mut socket: WebSocket) 
     serve_peer(hub, socket, peer).await;
 }
 
-async fn y_connection(hub: Arc<Hub>, session: String, doc: String, query: HashMap<String, String>, mut socket: WebSocket) {
+async fn y_connection(
+    hub: Arc<Hub>,
+    session: String,
+    doc: String,
+    query: HashMap<String, String>,
+    mut socket: WebSocket,
+) {
     let doc = match DocId::new(doc) {
         Ok(doc) => doc,
         Err(err) => return close(&mut socket, ErrorCode::Malformed, &err.to_string()).await,

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use weft_protocol::rest::AuditEvent;
 use weft_protocol::{LinkId, Role, SessionId};
 
-use super::{LogOp, LinkRecord, NewEvent, SessionRecord, Store, StoredDoc, StoreError, StoreResult};
+use super::{LinkRecord, LogOp, NewEvent, SessionRecord, Store, StoreError, StoreResult, StoredDoc};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -289,7 +289,8 @@ impl Store for SqliteStore {
                 |row| row.get(0),
             )
             .optional()?;
-        let mut stmt = conn.prepare("SELECT data FROM doc_updates WHERE session_id = ?1 AND doc_id = ?2 ORDER BY seq")?;
+        let mut stmt =
+            conn.prepare("SELECT data FROM doc_updates WHERE session_id = ?1 AND doc_id = ?2 ORDER BY seq")?;
         let updates = stmt.query_map([&session.0, doc], |row| row.get(0))?.collect::<Result<_, _>>()?;
         Ok(StoredDoc { snapshot, updates })
     }
@@ -308,10 +309,7 @@ impl Store for SqliteStore {
                         append.execute(params![session.0, doc, update])?;
                     }
                     LogOp::Compact { session, doc, snapshot } => {
-                        tx.execute(
-                            "DELETE FROM doc_updates WHERE session_id = ?1 AND doc_id = ?2",
-                            [&session.0, doc],
-                        )?;
+                        tx.execute("DELETE FROM doc_updates WHERE session_id = ?1 AND doc_id = ?2", [&session.0, doc])?;
                         tx.execute(
                             "INSERT INTO doc_snapshots (session_id, doc_id, data)
                              SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = ?1 AND deleted_at IS NULL)

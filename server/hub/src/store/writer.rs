@@ -47,9 +47,8 @@ impl LogWriter {
         let (tx, rx) = mpsc::channel::<Request>();
         let stats = Arc::new(WriterStats::default());
         let thread_stats = Arc::clone(&stats);
-        let handle = std::thread::Builder::new()
-            .name("weft-log-writer".into())
-            .spawn(move || run(store, rx, thread_stats))?;
+        let handle =
+            std::thread::Builder::new().name("weft-log-writer".into()).spawn(move || run(store, rx, thread_stats))?;
         Ok((LogWriter { tx, stats }, handle))
     }
 
