@@ -719,3 +719,19 @@ pub fn y_insert_message(client_id: u64, text: &str) -> Vec<u8> {
     let update = doc.transact().encode_state_as_update_v1(&yrs::StateVector::default());
     YMessage::Sync(SyncMessage::Update(update)).encode_v1()
 }
+
+/// A y-protocols awareness message setting `client_id`'s state to `json`
+/// (or removing it with `"null"`) at logical clock `clock`.
+pub fn awareness_message(client_id: u64, clock: u32, json: &str) -> Vec<u8> {
+    let mut entry = Vec::new();
+    frame::write_var_uint(&mut entry, 1);
+    frame::write_var_uint(&mut entry, client_id);
+    frame::write_var_uint(&mut entry, u64::from(clock));
+    frame::write_var_uint(&mut entry, json.len() as u64);
+    entry.extend_from_slice(json.as_bytes());
+    let mut msg = Vec::new();
+    frame::write_var_uint(&mut msg, frame::MSG_AWARENESS);
+    frame::write_var_uint(&mut msg, entry.len() as u64);
+    msg.extend_from_slice(&entry);
+    msg
+}

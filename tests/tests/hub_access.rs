@@ -303,3 +303,55 @@ async fn revocation_kicks_connected_peers_and_expiry_and_passwords_hold() -> any
     assert_eq!(rest["next"], rest["events"][1]["id"]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_sessions_are_readable_without_a_token_but_never_writable() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = HubProcess::start(dir.path())?;
+    let body = json!({"name": "open house", "public": true}).to_string();
+    let (status, created) = http(hub.addr, "POST", "/api/sessions", Some(&hub.admin), &[], Some(&body)).await?;
+    assert_eq!(status, 201);
+    let session = created["id"].as_str().unwrap_or_default().to_owned();
+    let owner = created["owner"]["token"].as_str().unwrap_or_default().to_owned();
+    assert!(created["owner"]["url"].as_str().is_some_and(|u| u.starts_with("weft://") && u.ends_with(&owner)));
+
+    let (status, view) = http(hub.addr, "GET", &format!("/api/sessions/{session}"), None, &[], None).await?;
+    assert_eq!((status, view["role"].as_str()), (200, Some("viewer")));
+    let (status, _) = http(hub.addr, "GET", &format!("/api/sessions/{session}/events"), None, &[], None).await?;
+    assert_eq!(status, 401, "the audit log is not public");
+
+    let base = hub.ws_base();
+    let mut writer = WeftPeer::join(&base, &session, &owner, 1).await?;
+    writer.subscribe("r.md").await?;
+    writer.insert("r.md", 0, "# hello").await?;
+    writer.wait_acked().await?;
+    let mut anon =
+        match WeftPeer::connect(&base, &session, Auth { token: "", name: "guest", ..Auth::default() }, 2).await? {
+            Ok(p) => p,
+            Err(c) => panic!("anonymous viewer refused: {c:?}"),
+        };
+    assert_eq!(anon.welcome["role"], "viewer");
+    anon.subscribe("r.md").await?;
+    anon.pump_until("anonymous viewer synced", T, |p| p.text("r.md") == "# hello").await?;
+    anon.insert("r.md", 0, "defaced ").await?;
+    anon.pump_until("refusal", T, |p| p.errors.iter().any(|e| e["code"] == "forbidden")).await?;
+
+    // The participants list shows both, with names and roles.
+    let (status, list) =
+        http(hub.addr, "GET", &format!("/api/sessions/{session}/participants"), Some(&owner), &[], None).await?;
+    assert_eq!(status, 200);
+    let names: Vec<(String, String)> = list["participants"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| (p["name"].as_str().unwrap_or("").into(), p["role"].as_str().unwrap_or("").into()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(names.contains(&("guest".into(), "viewer".into())), "{names:?}");
+    assert!(names.contains(&("peer".into(), "owner".into())), "{names:?}");
+
+    writer.pump_for(Duration::from_millis(100)).await?;
+    assert_eq!(writer.text("r.md"), "# hello");
+    Ok(())
+}

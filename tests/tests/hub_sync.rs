@@ -139,3 +139,44 @@ async fn sigkill_loses_no_acknowledged_update() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awareness_is_relayed_and_cleared_when_a_peer_leaves() -> anyhow::Result<()> {
+    use weft_tests::awareness_message;
+    let dir = tempfile::tempdir()?;
+    let hub = HubProcess::start(dir.path())?;
+    let (session, owner) = hub.create_session("presence").await?;
+    let base = hub.ws_base();
+    let mut a = WeftPeer::join(&base, &session, &owner, 1).await?;
+    let mut b = WeftPeer::join(&base, &session, &owner, 2).await?;
+    a.subscribe("x.rs").await?;
+    b.subscribe("x.rs").await?;
+    a.pump_for(Duration::from_millis(50)).await?;
+    b.pump_for(Duration::from_millis(50)).await?;
+    a.send_doc("x.rs", &awareness_message(1, 1, r#"{"user":{"name":"Ada"}}"#)).await?;
+    b.pump_until("Ada's presence", T, |p| p.awareness.iter().any(|(_, m)| String::from_utf8_lossy(m).contains("Ada")))
+        .await?;
+
+    // A late subscriber gets the current presence with its sync.
+    let mut c = WeftPeer::join(&base, &session, &owner, 3).await?;
+    c.subscribe("x.rs").await?;
+    c.pump_until("presence on join", T, |p| {
+        p.awareness.iter().any(|(_, m)| String::from_utf8_lossy(m).contains("Ada"))
+    })
+    .await?;
+
+    // Unsubscribing stops the flow to that peer; leaving clears the state.
+    c.send_text(r#"{"type":"unsubscribe","doc":"x.rs"}"#).await?;
+    c.pump_for(Duration::from_millis(100)).await?;
+    let seen_by_c = c.awareness.len();
+    b.awareness.clear();
+    a.close().await;
+    b.pump_until("Ada's presence removed", T, |p| {
+        p.awareness.iter().any(|(_, m)| String::from_utf8_lossy(m).contains("null"))
+    })
+    .await?;
+    // b saw the removal, so the hub has processed a's leave; c, unsubscribed, got nothing.
+    c.pump_for(Duration::from_millis(100)).await?;
+    assert_eq!(c.awareness.len(), seen_by_c, "an unsubscribed peer still receives presence");
+    Ok(())
+}

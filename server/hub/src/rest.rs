@@ -165,6 +165,10 @@ impl Caller {
     /// Like `session_access`, but only owners (and the admin) pass.
     fn owner_access(&self, hub: &Hub, id: &str, what: &str) -> ApiResult<(SessionRecord, Access)> {
         let (record, access) = self.session_access(hub, id)?;
+        if self.token.as_deref().is_none_or(str::is_empty) {
+            // Anonymous readers of a public session: no token is a 401.
+            return Err(ApiError::new(ErrorCode::Unauthorized, format!("send an owner's token to {what}")));
+        }
         if !access.role.is_owner() {
             hub.audit(
                 Some(&record.id),
