@@ -124,6 +124,12 @@ impl Hub {
         }
     }
 
+    /// Records a refused attempt on `session` in the audit log.
+    pub(crate) fn audit_denied(&self, session: &SessionId, endpoint: &str, code: ErrorCode, reason: &str) {
+        let detail = serde_json::json!({"endpoint": endpoint, "code": code, "reason": reason});
+        self.audit(Some(session), "access.denied", detail);
+    }
+
     /// The link URL for `token` in `session`.
     pub(crate) fn link_url(&self, session: &SessionId, token: &str) -> String {
         format!("{}/s/{}#{}", self.link_base, session, token)

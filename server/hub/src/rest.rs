@@ -152,11 +152,7 @@ impl Caller {
         match hub.authority.access(&principal, &record, self.password.as_deref()) {
             Ok(access) => Ok((record, access)),
             Err(denied) => {
-                hub.audit(
-                    Some(&record.id),
-                    "access.denied",
-                    serde_json::json!({"endpoint": "rest", "code": denied.code, "reason": denied.message}),
-                );
+                hub.audit_denied(&record.id, "rest", denied.code, &denied.message);
                 Err(denied.into())
             }
         }
@@ -170,11 +166,7 @@ impl Caller {
             return Err(ApiError::new(ErrorCode::Unauthorized, format!("send an owner's token to {what}")));
         }
         if !access.role.is_owner() {
-            hub.audit(
-                Some(&record.id),
-                "access.denied",
-                serde_json::json!({"endpoint": "rest", "code": ErrorCode::Forbidden, "reason": what}),
-            );
+            hub.audit_denied(&record.id, "rest", ErrorCode::Forbidden, what);
             return Err(ApiError::new(ErrorCode::Forbidden, format!("only the session's owners may {what}")));
         }
         Ok((record, access))

@@ -107,11 +107,7 @@ fn authorize(
         .principal(token, now_s())
         .and_then(|principal| hub.authority.access(&principal, &record, password));
     if let Err(denied) = &result {
-        hub.audit(
-            Some(&id),
-            "access.denied",
-            serde_json::json!({"endpoint": endpoint, "code": denied.code, "reason": denied.message}),
-        );
+        hub.audit_denied(&id, endpoint, denied.code, &denied.message);
     }
     result.map(|access| (record, access))
 }
@@ -380,6 +376,20 @@ async fn pump(
     }
 }
 
+/// Sends a `malformed` error frame; the connection stays open.
+async fn refuse_malformed(hub: &Hub, socket: &mut WebSocket, message: String) {
+    inc(&hub.metrics.frames_malformed, 1);
+    send_control(socket, &ServerControl::Error { code: ErrorCode::Malformed, message, doc: None }).await;
+}
+
+/// Hands a message to the room; a stopped room ends the connection.
+async fn to_room(room: &mpsc::Sender<RoomMsg>, msg: RoomMsg) -> Option<(ErrorCode, String)> {
+    match room.send(msg).await {
+        Ok(()) => None,
+        Err(_) => Some((ErrorCode::Internal, "the session's room stopped; reconnect".into())),
+    }
+}
+
 async fn on_incoming(
     hub: &Arc<Hub>,
     socket: &mut WebSocket,
@@ -390,32 +400,17 @@ async fn on_incoming(
     match msg {
         Message::Binary(bytes) => {
             inc(&hub.metrics.bytes_in, bytes.len() as u64);
-            let routed = match &setup.framing {
-                Framing::Y(doc) => Ok((doc.clone(), bytes)),
+            let (doc, message) = match &setup.framing {
+                Framing::Y(doc) => (doc.clone(), bytes),
                 Framing::Weft => match frame::split(&bytes) {
-                    Ok((doc, message)) => {
-                        let message = bytes.slice_ref(message);
-                        Ok((doc, message))
+                    Ok((doc, message)) => (doc, bytes.slice_ref(message)),
+                    Err(err) => {
+                        refuse_malformed(hub, socket, format!("binary frame refused: {err}")).await;
+                        return None;
                     }
-                    Err(err) => Err(err),
                 },
             };
-            match routed {
-                Ok((doc, message)) => {
-                    if room.send(RoomMsg::Frame { peer: setup.id, doc, message }).await.is_err() {
-                        return Some((ErrorCode::Internal, "the session's room stopped; reconnect".into()));
-                    }
-                }
-                Err(err) => {
-                    inc(&hub.metrics.frames_malformed, 1);
-                    let msg = ServerControl::Error {
-                        code: ErrorCode::Malformed,
-                        message: format!("binary frame refused: {err}"),
-                        doc: None,
-                    };
-                    send_control(socket, &msg).await;
-                }
-            }
+            to_room(room, RoomMsg::Frame { peer: setup.id, doc, message }).await
         }
         Message::Text(text) => {
             inc(&hub.metrics.bytes_in, text.len() as u64);
@@ -424,30 +419,19 @@ async fn on_incoming(
             }
             match serde_json::from_str::<ClientControl>(text.as_str()) {
                 Ok(ClientControl::Unsubscribe { doc }) => {
-                    if room.send(RoomMsg::Unsubscribe { peer: setup.id, doc }).await.is_err() {
-                        return Some((ErrorCode::Internal, "the session's room stopped; reconnect".into()));
-                    }
+                    to_room(room, RoomMsg::Unsubscribe { peer: setup.id, doc }).await
                 }
                 Ok(ClientControl::Auth { .. }) => {
-                    let msg = ServerControl::Error {
-                        code: ErrorCode::Malformed,
-                        message: "already authenticated: reconnect to change identity".into(),
-                        doc: None,
-                    };
-                    send_control(socket, &msg).await;
+                    let msg = "already authenticated: reconnect to change identity".to_owned();
+                    refuse_malformed(hub, socket, msg).await;
+                    None
                 }
                 Err(err) => {
-                    inc(&hub.metrics.frames_malformed, 1);
-                    let msg = ServerControl::Error {
-                        code: ErrorCode::Malformed,
-                        message: format!("control frame refused: {err}"),
-                        doc: None,
-                    };
-                    send_control(socket, &msg).await;
+                    refuse_malformed(hub, socket, format!("control frame refused: {err}")).await;
+                    None
                 }
             }
         }
-        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => None,
     }
-    None
 }
