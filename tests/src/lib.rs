@@ -33,6 +33,8 @@ use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, Text, Transact, Update};
 
+pub mod lsp;
+
 /// The `weft` binary under test: `$WEFT_BIN`, else `target/debug/weft` of
 /// this workspace (built by `scripts/test` before the tests run).
 pub fn weft_bin() -> PathBuf {

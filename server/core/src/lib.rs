@@ -6,6 +6,9 @@
 //! behaviour here is tested deterministically. The hub and the bridge wrap
 //! it with I/O.
 
+pub mod changeset;
+pub mod positions;
+pub mod replica;
 pub mod shared_doc;
 
 pub use shared_doc::{Handled, SharedDoc, SyncError};

@@ -1,0 +1,189 @@
+//! The one module that converts positions (architecture invariant 6).
+//!
+//! Editors speak LSP positions: a zero-based line and a `character` counted
+//! in the negotiated encoding (UTF-8 bytes, UTF-16 code units, or UTF-32
+//! code points). weft's texts are [`Rope`]s indexed by `char`, and yrs
+//! texts count UTF-16 units. Everything goes through a rope, so a
+//! conversion is O(log n), never a scan of the file. Lines end at `\n`,
+//! `\r\n` or `\r`, as LSP says (ropey is built without Unicode line breaks).
+//!
+//! Bad positions are clamped, as the LSP specification asks: a `character`
+//! past the end of its line means the line's end, a line past the end of
+//! the document means its end. The caller learns that it was clamped.
+
+use ropey::Rope;
+
+/// A position encoding an editor and the bridge agreed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Utf8,
+    Utf16,
+    Utf32,
+}
+
+impl Encoding {
+    /// The LSP name (`"utf-8"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "utf-8",
+            Encoding::Utf16 => "utf-16",
+            Encoding::Utf32 => "utf-32",
+        }
+    }
+
+    /// Parses an LSP name.
+    pub fn parse(s: &str) -> Option<Encoding> {
+        match s {
+            "utf-8" => Some(Encoding::Utf8),
+            "utf-16" => Some(Encoding::Utf16),
+            "utf-32" => Some(Encoding::Utf32),
+            _ => None,
+        }
+    }
+}
+
+/// A line and a character offset in some [`Encoding`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub line: u32,
+    pub character: u32,
+}
+
+/// Where a [`Pos`] landed in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    /// Char index into the rope.
+    pub char_index: usize,
+    /// Whether the position was outside the text (or inside a character or
+    /// a `\r\n`) and had to be moved.
+    pub clamped: bool,
+}
+
+/// Number of lines as LSP counts them (a trailing newline opens an empty last line).
+fn line_count(rope: &Rope) -> usize {
+    rope.len_lines()
+}
+
+/// Char index of the end of `line`'s content (before its line break).
+fn line_content_end(rope: &Rope, line: usize) -> usize {
+    let start = rope.line_to_char(line);
+    let slice = rope.line(line);
+    let mut len = slice.len_chars();
+    if len > 0 && slice.char(len - 1) == '\n' {
+        len -= 1;
+        if len > 0 && slice.char(len - 1) == '\r' {
+            len -= 1;
+        }
+    } else if len > 0 && slice.char(len - 1) == '\r' {
+        len -= 1;
+    }
+    start + len
+}
+
+/// Converts an LSP position to a char index of `rope`.
+pub fn to_char(rope: &Rope, pos: Pos, enc: Encoding) -> Resolved {
+    let line = pos.line as usize;
+    if line >= line_count(rope) {
+        return Resolved { char_index: rope.len_chars(), clamped: true };
+    }
+    let start = rope.line_to_char(line);
+    let end = line_content_end(rope, line);
+    let want = pos.character as usize;
+    let (index, exact) = match enc {
+        Encoding::Utf32 => (start + want, true),
+        Encoding::Utf16 => {
+            let base = rope.char_to_utf16_cu(start);
+            let target = base + want;
+            let index = rope.utf16_cu_to_char(target.min(rope.len_utf16_cu()));
+            (index, rope.char_to_utf16_cu(index) == target)
+        }
+        Encoding::Utf8 => {
+            let base = rope.char_to_byte(start);
+            let target = base + want;
+            let index = rope.byte_to_char(target.min(rope.len_bytes()));
+            (index, rope.char_to_byte(index) == target)
+        }
+    };
+    if index > end {
+        return Resolved { char_index: end, clamped: true };
+    }
+    Resolved { char_index: index, clamped: !exact }
+}
+
+/// Converts a char index of `rope` (clamped to its length) to an LSP position.
+pub fn to_pos(rope: &Rope, char_index: usize, enc: Encoding) -> Pos {
+    let index = char_index.min(rope.len_chars());
+    let line = rope.char_to_line(index);
+    let start = rope.line_to_char(line);
+    let character = match enc {
+        Encoding::Utf32 => index - start,
+        Encoding::Utf16 => rope.char_to_utf16_cu(index) - rope.char_to_utf16_cu(start),
+        Encoding::Utf8 => rope.char_to_byte(index) - rope.char_to_byte(start),
+    };
+    Pos { line: line as u32, character: character as u32 }
+}
+
+/// UTF-16 offset (what yrs counts with `OffsetKind::Utf16`) of a char index.
+pub fn char_to_utf16(rope: &Rope, char_index: usize) -> u32 {
+    rope.char_to_utf16_cu(char_index.min(rope.len_chars())) as u32
+}
+
+/// Char index of a UTF-16 offset (rounded down inside a surrogate pair).
+pub fn utf16_to_char(rope: &Rope, utf16: usize) -> usize {
+    rope.utf16_cu_to_char(utf16.min(rope.len_utf16_cu()))
+}
+
+/// The end of the text as an LSP position.
+pub fn end_pos(rope: &Rope, enc: Encoding) -> Pos {
+    to_pos(rope, rope.len_chars(), enc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Encoding; 3] = [Encoding::Utf8, Encoding::Utf16, Encoding::Utf32];
+
+    #[test]
+    fn multibyte_positions_round_trip_in_every_encoding() {
+        let text = "a🦀b\r\n日本語\ne\u{301}x\r\rlast";
+        let rope = Rope::from_str(text);
+        for enc in ALL {
+            for i in 0..=rope.len_chars() {
+                let pos = to_pos(&rope, i, enc);
+                let back = to_char(&rope, pos, enc);
+                // A char index between \r and \n has no LSP position of its own.
+                let inside_crlf = i > 0 && rope.char(i - 1) == '\r' && rope.get_char(i) == Some('\n');
+                if !inside_crlf {
+                    assert_eq!(back, Resolved { char_index: i, clamped: false }, "{enc:?} {i} {pos:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn known_positions() {
+        let rope = Rope::from_str("a🦀b\r\n日本");
+        assert_eq!(to_pos(&rope, 2, Encoding::Utf16), Pos { line: 0, character: 3 });
+        assert_eq!(to_pos(&rope, 2, Encoding::Utf8), Pos { line: 0, character: 5 });
+        assert_eq!(to_pos(&rope, 2, Encoding::Utf32), Pos { line: 0, character: 2 });
+        assert_eq!(to_pos(&rope, 6, Encoding::Utf16), Pos { line: 1, character: 1 });
+        assert_eq!(end_pos(&rope, Encoding::Utf8), Pos { line: 1, character: 6 });
+    }
+
+    #[test]
+    fn bad_positions_clamp() {
+        let rope = Rope::from_str("ab\r\ncd");
+        let past_line = to_char(&rope, Pos { line: 0, character: 99 }, Encoding::Utf16);
+        assert_eq!(past_line, Resolved { char_index: 2, clamped: true });
+        let past_doc = to_char(&rope, Pos { line: 9, character: 0 }, Encoding::Utf8);
+        assert_eq!(past_doc, Resolved { char_index: 6, clamped: true });
+        let crab = Rope::from_str("🦀");
+        let mid_pair = to_char(&crab, Pos { line: 0, character: 1 }, Encoding::Utf16);
+        assert_eq!(mid_pair, Resolved { char_index: 0, clamped: true });
+        let mid_bytes = to_char(&crab, Pos { line: 0, character: 2 }, Encoding::Utf8);
+        assert_eq!(mid_bytes, Resolved { char_index: 0, clamped: true });
+        let empty = Rope::new();
+        assert_eq!(to_char(&empty, Pos { line: 0, character: 0 }, Encoding::Utf16).char_index, 0);
+    }
+}

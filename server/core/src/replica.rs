@@ -1,0 +1,633 @@
+//! One editor buffer mirrored into one shared `Y.Text`: the bridge's
+//! document state machine, sans-IO.
+//!
+//! Three texts are tracked exactly:
+//! * `shadow` — what the editor holds at `version`, rebuilt from its
+//!   `didOpen`/`didChange` stream (its hash can be checked with `verify`);
+//! * `crdt` — a rope mirror of the `Y.Text`, which is the shared truth;
+//! * the remote changes not yet in the editor, as OT change sets:
+//!   `crdt == unsent(sent(shadow))`.
+//!
+//! A remote update is composed onto `unsent`. `unsent` goes to the editor
+//! as one versioned edit (`sent`), one at a time. A change from the editor
+//! is either the echo of `sent` — recognised by the text it produces, since
+//! editors may split, merge or trim what they apply — or the user's own
+//! edit, which is transformed through everything the editor has not seen
+//! and applied to the `Y.Text` (so the editor never needs our edit to have
+//! landed first). A refused edit is simply folded back into `unsent` and
+//! sent again once the editor's newer changes are in. Every step is
+//! O(edit · log n). See docs/decisions/0005-ot-at-the-edge.md.
+//!
+//! This module knows no LSP types, no sockets and no clock.
+
+use std::sync::{Arc, Mutex};
+
+use ropey::Rope;
+use sha2::{Digest, Sha256};
+use yrs::encoding::read::Cursor;
+use yrs::sync::{Message, MessageReader, SyncMessage};
+use yrs::types::Delta;
+use yrs::updates::decoder::{Decode, DecoderV1};
+use yrs::updates::encoder::Encode;
+use yrs::{
+    Any, ClientID, Doc, GetString, Observable, OffsetKind, Options, Origin, Out, ReadTxn, StateVector, Text, TextRef,
+    Transact, Update,
+};
+
+use crate::CONTENT_TEXT;
+use crate::changeset::{ChangeSet, Mismatch};
+use crate::positions::{self, Encoding, Pos};
+
+const LOCAL: &str = "weft-local";
+const REMOTE: &str = "weft-remote";
+
+/// A change the editor reported: a range in its encoding (`None` = the
+/// whole document) and the new text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditorChange {
+    pub range: Option<(Pos, Pos)>,
+    pub text: String,
+}
+
+/// An edit for the editor to apply if its buffer is still at `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditRequest {
+    /// Correlates the editor's answer ([`Replica::edit_answered`]).
+    pub id: u64,
+    pub version: i32,
+    /// Non-overlapping ranges of the editor's current text, ascending.
+    pub edits: Vec<(Pos, Pos, String)>,
+}
+
+/// Something the bridge should tell the user or log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Show this to the user (read-only refusal, repaired divergence).
+    Show(String),
+    /// Log this as a warning (bad input that was survived).
+    Warn(String),
+}
+
+/// Why a replica could not take an input.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("malformed sync message: {0}")]
+    Malformed(String),
+    #[error("update could not be applied: {0}")]
+    Update(String),
+    #[error("internal state error: {0}")]
+    State(#[from] Mismatch),
+}
+
+#[derive(Debug)]
+enum Sent {
+    /// An incremental edit of the shadow.
+    Edit { id: u64, change: ChangeSet },
+    /// A whole-buffer replacement after divergence: the editor's text is
+    /// unknown until it answers.
+    Full { id: u64, text: Rope },
+}
+
+/// Remote text deltas captured by the observer, in UTF-16 units.
+type Captured = Arc<Mutex<Vec<Vec<DeltaOp>>>>;
+
+#[derive(Debug, Clone)]
+enum DeltaOp {
+    Retain(u32),
+    Delete(u32),
+    Insert(String),
+}
+
+/// The bridge's state for one document open in one editor.
+pub struct Replica {
+    doc: Doc,
+    text: TextRef,
+    enc: Encoding,
+    crdt: Rope,
+    shadow: Rope,
+    version: i32,
+    sent: Option<Sent>,
+    unsent: ChangeSet,
+    next_id: u64,
+    /// Ids of edits that can no longer apply (the editor moved on); their
+    /// answers are ignored.
+    synced: bool,
+    read_only: bool,
+    /// Set when an edit was refused: wait for the editor's next change (or
+    /// an explicit retry) before sending again.
+    hold: bool,
+    captured: Captured,
+    outbox: Arc<Mutex<Vec<Vec<u8>>>>,
+    notices: Vec<Notice>,
+    /// Until synced: the text the editor opened with and the user's edits
+    /// since, so they can be replayed onto the shared text at sync.
+    opened: Rope,
+    pre_sync: ChangeSet,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("version", &self.version)
+            .field("synced", &self.synced)
+            .field("shadow_len", &self.shadow.len_chars())
+            .field("crdt_len", &self.crdt.len_chars())
+            .finish()
+    }
+}
+
+fn delta_ops(delta: &[Delta<Out>]) -> Vec<DeltaOp> {
+    delta
+        .iter()
+        .map(|d| match d {
+            Delta::Retain(n, _) => DeltaOp::Retain(*n),
+            Delta::Deleted(n) => DeltaOp::Delete(*n),
+            Delta::Inserted(Out::Any(Any::String(s)), _) => DeltaOp::Insert(s.to_string()),
+            // An embed counts as one unit in a Y.Text; show it as U+FFFC.
+            Delta::Inserted(_, _) => DeltaOp::Insert("\u{FFFC}".to_owned()),
+        })
+        .collect()
+}
+
+impl Replica {
+    /// A replica for a buffer the editor just opened with `text` at
+    /// `version`. It is not synced: call [`Replica::handle_sync`] with the
+    /// hub's messages, or [`Replica::mark_synced`] if there is no hub.
+    pub fn new(client_id: u64, enc: Encoding, version: i32, text: &str) -> Replica {
+        let doc = Doc::with_options(Options {
+            client_id: ClientID::new(client_id),
+            offset_kind: OffsetKind::Utf16,
+            ..Options::default()
+        });
+        let ytext = doc.get_or_insert_text(CONTENT_TEXT);
+        let captured: Captured = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&captured);
+        ytext.observe(LOCAL, move |txn, event| {
+            let remote = txn.origin().is_none_or(|o| *o != Origin::from(LOCAL));
+            if remote && let Ok(mut out) = sink.lock() {
+                out.push(delta_ops(event.delta(txn)));
+            }
+        });
+        let outbox = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&outbox);
+        let observed = doc.observe_update_v1(LOCAL, move |txn, event| {
+            if txn.origin().is_some_and(|o| *o == Origin::from(LOCAL))
+                && let Ok(mut out) = sink.lock()
+            {
+                out.push(event.update.clone());
+            }
+        });
+        if let Err(err) = observed {
+            tracing::error!(%err, "could not observe a fresh document");
+        }
+        let shadow = Rope::from_str(text);
+        Replica {
+            doc,
+            text: ytext,
+            enc,
+            crdt: Rope::new(),
+            unsent: ChangeSet::identity(0),
+            version,
+            sent: None,
+            next_id: 1,
+            synced: false,
+            read_only: false,
+            hold: false,
+            captured,
+            outbox,
+            notices: Vec::new(),
+            opened: shadow.clone(),
+            pre_sync: ChangeSet::identity(shadow.len_chars()),
+            shadow,
+        }
+        .with_unsent_reset()
+    }
+
+    fn with_unsent_reset(mut self) -> Replica {
+        // Until synced, the editor's text is not in the CRDT; `unsent` maps
+        // the shadow to the (empty) CRDT so the invariant holds throughout.
+        self.unsent = diff(&self.shadow, &self.crdt);
+        self
+    }
+
+    /// Refuses local edits from now on (viewer links).
+    pub fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
+    }
+
+    /// The text the editor holds, as the bridge believes.
+    pub fn editor_text(&self) -> String {
+        self.shadow.to_string()
+    }
+
+    /// The shared text.
+    pub fn shared_text(&self) -> String {
+        self.text.get_string(&self.doc.transact())
+    }
+
+    /// The editor's version the bridge last saw.
+    pub fn version(&self) -> i32 {
+        self.version
+    }
+
+    /// Whether the first sync with the hub completed.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Whether the editor holds the shared text (nothing in flight or queued).
+    pub fn is_settled(&self) -> bool {
+        self.synced && self.sent.is_none() && self.unsent.is_identity()
+    }
+
+    /// The yrs document (read it; change it only through this type).
+    pub fn doc(&self) -> &Doc {
+        &self.doc
+    }
+
+    /// Sync step 1 for the hub.
+    pub fn step1(&self) -> Vec<u8> {
+        Message::Sync(SyncMessage::SyncStep1(self.doc.transact().state_vector())).encode_v1()
+    }
+
+    /// Local updates to send to the hub since the last call.
+    pub fn take_updates(&mut self) -> Vec<Vec<u8>> {
+        self.outbox.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+
+    /// Notices since the last call.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Handles a y-protocols message from the hub; returns replies for it.
+    /// The first step 2 completes the initial sync.
+    pub fn handle_sync(&mut self, message: &[u8]) -> Result<Vec<Vec<u8>>, ReplicaError> {
+        let mut replies = Vec::new();
+        let mut decoder = DecoderV1::new(Cursor::new(message));
+        for msg in MessageReader::new(&mut decoder) {
+            match msg.map_err(|e| ReplicaError::Malformed(e.to_string()))? {
+                Message::Sync(SyncMessage::SyncStep1(sv)) => {
+                    let diff = self.doc.transact().encode_state_as_update_v1(&sv);
+                    replies.push(Message::Sync(SyncMessage::SyncStep2(diff)).encode_v1());
+                }
+                Message::Sync(SyncMessage::SyncStep2(update)) => {
+                    self.apply_remote(&update)?;
+                    if !self.synced {
+                        self.mark_synced()?;
+                    }
+                }
+                Message::Sync(SyncMessage::Update(update)) => self.apply_remote(&update)?,
+                // Presence and auth are handled above this layer.
+                _ => {}
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Integrates a remote v1 update.
+    pub fn apply_remote(&mut self, update: &[u8]) -> Result<(), ReplicaError> {
+        let update = Update::decode_v1(update).map_err(|e| ReplicaError::Malformed(e.to_string()))?;
+        {
+            let mut txn = self.doc.transact_mut_with(REMOTE);
+            txn.apply_update(update).map_err(|e| ReplicaError::Update(e.to_string()))?;
+        }
+        let deltas = self.captured.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+        for delta in deltas {
+            let change = self.delta_to_change(&delta);
+            change.apply(&mut self.crdt)?;
+            self.unsent = self.unsent.compose(&change)?;
+        }
+        Ok(())
+    }
+
+    /// Converts a UTF-16 delta over the current `crdt` into a char change set.
+    fn delta_to_change(&self, delta: &[DeltaOp]) -> ChangeSet {
+        let mut cs = ChangeSet::identity(0);
+        let mut at = 0usize; // char index into crdt (pre-change)
+        for op in delta {
+            match op {
+                DeltaOp::Retain(n) => {
+                    let end = positions::utf16_to_char(
+                        &self.crdt,
+                        positions::char_to_utf16(&self.crdt, at) as usize + *n as usize,
+                    );
+                    cs.retain(end - at);
+                    at = end;
+                }
+                DeltaOp::Delete(n) => {
+                    let end = positions::utf16_to_char(
+                        &self.crdt,
+                        positions::char_to_utf16(&self.crdt, at) as usize + *n as usize,
+                    );
+                    cs.delete(end - at);
+                    at = end;
+                }
+                DeltaOp::Insert(s) => cs.insert(s),
+            }
+        }
+        cs.retain(self.crdt.len_chars() - at);
+        cs
+    }
+
+    /// Completes the initial sync: if the shared text is empty the
+    /// editor's content becomes shared, otherwise the shared text wins and
+    /// the editor is brought to it.
+    pub fn mark_synced(&mut self) -> Result<(), ReplicaError> {
+        if self.synced {
+            return Ok(());
+        }
+        self.synced = true;
+        if self.crdt.len_chars() == 0 && self.shadow.len_chars() > 0 && !self.read_only {
+            let content = self.shadow.to_string();
+            let mut txn = self.doc.transact_mut_with(LOCAL);
+            self.text.insert(&mut txn, 0, &content);
+            drop(txn);
+            self.crdt = self.shadow.clone();
+            self.unsent = ChangeSet::identity(self.shadow.len_chars());
+        } else {
+            // The shared text wins over what the editor opened with, but
+            // keystrokes typed since are replayed onto it, never dropped.
+            let to_shared = diff(&self.opened, &self.crdt);
+            let pre = std::mem::replace(&mut self.pre_sync, ChangeSet::identity(0));
+            let (typed, for_editor) = ChangeSet::transform(&pre, &to_shared)?;
+            if !typed.is_identity() && !self.read_only {
+                self.apply_local_to_crdt(&typed)?;
+                self.unsent = for_editor;
+            } else {
+                self.unsent = diff(&self.shadow, &self.crdt);
+            }
+        }
+        self.opened = Rope::new();
+        Ok(())
+    }
+
+    /// Applies a `didChange` from the editor.
+    pub fn did_change(&mut self, version: i32, changes: &[EditorChange]) -> Result<(), ReplicaError> {
+        if version <= self.version {
+            self.notices.push(Notice::Warn(format!(
+                "didChange version {version} is not newer than {}; applying it anyway",
+                self.version
+            )));
+        }
+        self.hold = false;
+        if !self.synced {
+            // Nothing is shared yet (the hub's state has not arrived): the
+            // editor's text is only recorded, and decided on at sync.
+            for change in changes {
+                let (edit, notice) = to_change(&self.shadow, change, self.enc);
+                self.notices.extend(notice);
+                edit.apply(&mut self.shadow)?;
+                self.pre_sync = self.pre_sync.compose(&edit)?;
+            }
+            self.unsent = diff(&self.shadow, &self.crdt);
+            self.version = version;
+            return Ok(());
+        }
+        let mut rest = changes;
+        if let Some(Sent::Full { .. }) = self.sent {
+            // The editor's text is unknown until it answers the repair; its
+            // changes cannot be interpreted and are superseded by the repair.
+            self.version = version;
+            return Ok(());
+        }
+        if let Some(Sent::Edit { change, .. }) = &self.sent {
+            let change = change.clone();
+            if let Some(k) = self.echo_prefix(&change, changes)? {
+                change.apply(&mut self.shadow)?;
+                self.sent = None;
+                rest = &changes[k..];
+            }
+        }
+        for change in rest {
+            let (edit, notice) = to_change(&self.shadow, change, self.enc);
+            self.notices.extend(notice);
+            self.local_edit(edit)?;
+        }
+        self.version = version;
+        Ok(())
+    }
+
+    /// The number of leading `changes` whose combined effect equals `sent`
+    /// applied to the shadow, if any.
+    fn echo_prefix(&mut self, sent: &ChangeSet, changes: &[EditorChange]) -> Result<Option<usize>, ReplicaError> {
+        let mut expected = self.shadow.clone();
+        sent.apply(&mut expected)?;
+        let base = self.shadow.clone();
+        let mut probe = base.clone();
+        let mut lo = usize::MAX;
+        let mut hi_from_end = usize::MAX;
+        let sent_edits = sent.edits();
+        if let (Some(first), Some(last)) = (sent_edits.first(), sent_edits.last()) {
+            lo = first.0;
+            hi_from_end = base.len_chars() - last.1;
+        }
+        for (k, change) in changes.iter().enumerate() {
+            let (edit, _) = to_change(&probe, change, self.enc);
+            if let (Some(first), Some(last)) = (edit.edits().first(), edit.edits().last()) {
+                lo = lo.min(first.0);
+                hi_from_end = hi_from_end.min(probe.len_chars() - last.1);
+            }
+            edit.apply(&mut probe)?;
+            if probe.len_chars() != expected.len_chars() {
+                continue;
+            }
+            // Both results share the text before `lo` and after
+            // `hi_from_end` chars from the end; compare only the middle.
+            let start = lo.min(probe.len_chars());
+            let end = probe.len_chars().saturating_sub(hi_from_end).max(start);
+            if probe.slice(start..end) == expected.slice(start..end) {
+                return Ok(Some(k + 1));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies a user edit of the shadow.
+    fn local_edit(&mut self, edit: ChangeSet) -> Result<(), ReplicaError> {
+        if edit.is_identity() {
+            return Ok(());
+        }
+        // Whatever is in flight can no longer apply: the editor moved on.
+        if let Some(Sent::Edit { change, .. }) = self.sent.take() {
+            self.unsent = change.compose(&self.unsent)?;
+        }
+        if self.read_only {
+            let inverse = invert(&edit, &self.shadow);
+            edit.apply(&mut self.shadow)?;
+            self.unsent = inverse.compose(&self.unsent)?;
+            self.notices.push(Notice::Show(
+                "This session is read-only for you (viewer link): your change was undone.".to_owned(),
+            ));
+            return Ok(());
+        }
+        let (for_crdt, for_editor) = ChangeSet::transform(&edit, &self.unsent)?;
+        self.apply_local_to_crdt(&for_crdt)?;
+        edit.apply(&mut self.shadow)?;
+        self.unsent = for_editor;
+        Ok(())
+    }
+
+    /// Applies a change set of the crdt rope to the `Y.Text` as local edits.
+    fn apply_local_to_crdt(&mut self, change: &ChangeSet) -> Result<(), ReplicaError> {
+        let edits = change.edits();
+        {
+            let mut txn = self.doc.transact_mut_with(LOCAL);
+            // Apply from the end so earlier offsets stay valid.
+            for (start, end, text) in edits.iter().rev() {
+                let s = positions::char_to_utf16(&self.crdt, *start);
+                let e = positions::char_to_utf16(&self.crdt, *end);
+                if e > s {
+                    self.text.remove_range(&mut txn, s, e - s);
+                }
+                if !text.is_empty() {
+                    self.text.insert(&mut txn, s, text);
+                }
+            }
+        }
+        change.apply(&mut self.crdt)?;
+        Ok(())
+    }
+
+    /// The next edit to send to the editor, if one is due.
+    pub fn poll_edit(&mut self) -> Option<EditRequest> {
+        if !self.synced || self.sent.is_some() || self.hold || self.unsent.is_identity() {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let change = std::mem::replace(&mut self.unsent, ChangeSet::identity(0));
+        self.unsent = ChangeSet::identity(change.target_len());
+        let edits = change
+            .edits()
+            .into_iter()
+            .map(|(s, e, text)| {
+                (positions::to_pos(&self.shadow, s, self.enc), positions::to_pos(&self.shadow, e, self.enc), text)
+            })
+            .collect();
+        self.sent = Some(Sent::Edit { id, change });
+        Some(EditRequest { id, version: self.version, edits })
+    }
+
+    /// The editor's answer to edit `id`.
+    pub fn edit_answered(&mut self, id: u64, applied: bool) -> Result<(), ReplicaError> {
+        match self.sent.take() {
+            Some(Sent::Edit { id: sent, change }) if sent == id => {
+                if applied {
+                    // The echo (a didChange) is still to come: keep waiting for it.
+                    self.sent = Some(Sent::Edit { id: sent, change });
+                } else {
+                    self.unsent = change.compose(&self.unsent)?;
+                    self.hold = true;
+                }
+            }
+            Some(Sent::Full { id: sent, text }) if sent == id => {
+                if applied {
+                    self.shadow = text;
+                } else {
+                    // Try the repair again after the editor's next change.
+                    self.unsent = full_replace(&self.shadow, &self.crdt);
+                    self.hold = true;
+                }
+            }
+            other => self.sent = other,
+        }
+        Ok(())
+    }
+
+    /// Allows a refused edit to be sent again without waiting for a change.
+    pub fn retry(&mut self) {
+        self.hold = false;
+    }
+
+    /// Checks the editor's hash of its buffer at `version`. On mismatch
+    /// returns the edit that replaces the buffer with the shared text.
+    pub fn verify(&mut self, version: i32, sha256_hex: &str) -> Option<EditRequest> {
+        if version != self.version || self.sent.is_some() || !self.synced {
+            return None;
+        }
+        let mine = sha256_hex_of(&self.shadow);
+        if mine.eq_ignore_ascii_case(sha256_hex) {
+            return None;
+        }
+        self.notices.push(Notice::Warn(format!(
+            "editor buffer diverged at version {version} (hash {sha256_hex}, expected {mine}); replacing it with the shared text"
+        )));
+        let id = self.next_id;
+        self.next_id += 1;
+        // The editor's real text is unknown; a range to a far line makes
+        // editors clamp it to their actual end.
+        let far = Pos { line: self.shadow.len_lines() as u32 + 1_000_000, character: 0 };
+        let text = self.crdt.clone();
+        self.unsent = ChangeSet::identity(self.crdt.len_chars());
+        self.sent = Some(Sent::Full { id, text: text.clone() });
+        Some(EditRequest { id, version, edits: vec![(Pos { line: 0, character: 0 }, far, text.to_string())] })
+    }
+
+    /// Encodes the whole shared state as one update (for tests and snapshots).
+    pub fn encode_state(&self) -> Vec<u8> {
+        self.doc.transact().encode_state_as_update_v1(&StateVector::default())
+    }
+}
+
+/// Converts one editor change, in `text`'s coordinates, to a change set;
+/// a range that had to be clamped comes with a warning.
+fn to_change(text: &Rope, change: &EditorChange, enc: Encoding) -> (ChangeSet, Option<Notice>) {
+    let len = text.len_chars();
+    let Some((start, end)) = change.range else {
+        return (ChangeSet::replace(len, 0, len, &change.text), None);
+    };
+    let s = positions::to_char(text, start, enc);
+    let e = positions::to_char(text, end, enc);
+    let notice = (s.clamped || e.clamped || e.char_index < s.char_index).then(|| {
+        Notice::Warn(format!("didChange range {start:?}..{end:?} is outside the document or inverted; clamped"))
+    });
+    let (a, b) = (s.char_index.min(e.char_index), s.char_index.max(e.char_index));
+    (ChangeSet::replace(len, a, b - a, &change.text), notice)
+}
+
+/// The smallest single replacement turning `from` into `to` (common
+/// prefix and suffix kept). O(n): used once per document open.
+fn diff(from: &Rope, to: &Rope) -> ChangeSet {
+    let (n, m) = (from.len_chars(), to.len_chars());
+    let prefix = from.chars().zip(to.chars()).take_while(|(a, b)| a == b).count();
+    let max_suffix = n.min(m) - prefix;
+    let suffix =
+        from.chars_at(n).reversed().zip(to.chars_at(m).reversed()).take(max_suffix).take_while(|(a, b)| a == b).count();
+    let middle = to.slice(prefix..m - suffix).to_string();
+    ChangeSet::replace(n, prefix, n - suffix - prefix, &middle)
+}
+
+/// Lower-case hex SHA-256 of a rope's UTF-8 text.
+pub fn sha256_hex_of(rope: &Rope) -> String {
+    let mut hasher = Sha256::new();
+    for chunk in rope.chunks() {
+        hasher.update(chunk.as_bytes());
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The inverse of `change`, given the text it applies to.
+fn invert(change: &ChangeSet, base: &Rope) -> ChangeSet {
+    let mut inv = ChangeSet::identity(0);
+    let mut at = 0;
+    for op in change.ops() {
+        match op {
+            crate::changeset::Op::Retain(n) => {
+                inv.retain(*n);
+                at += n;
+            }
+            crate::changeset::Op::Delete(n) => {
+                inv.insert(&base.slice(at..at + n).to_string());
+                at += n;
+            }
+            crate::changeset::Op::Insert(_, n) => inv.delete(*n),
+        }
+    }
+    inv
+}
+
+/// A change set replacing all of `from` with `to`.
+fn full_replace(from: &Rope, to: &Rope) -> ChangeSet {
+    ChangeSet::replace(from.len_chars(), 0, from.len_chars(), &to.to_string())
+}

@@ -1,0 +1,463 @@
+//! The convergence property: N simulated editors type at random while
+//! remote edits arrive; edits to the editors are delivered late, reordered
+//! with the editors' own changes, or refused as stale; echoes come back
+//! split, merged or as whole-document changes. At the end every editor
+//! buffer, every bridge replica and the hub's document are identical, and
+//! (in the insert-only variant) every keystroke is there exactly once.
+//!
+//! The editors here convert positions with their own naive code, not with
+//! `weft_core::positions`, so the two check each other. Each case is a
+//! seeded plan; a failure prints the seed (`WEFT_SEED=... cargo test`
+//! replays it). `WEFT_CONVERGENCE_CASES` raises the case count for a long run.
+
+use std::collections::VecDeque;
+
+use weft_core::SharedDoc;
+use weft_core::positions::{Encoding, Pos};
+use weft_core::replica::{EditRequest, EditorChange, Replica};
+use yrs::sync::{Message, SyncMessage};
+use yrs::updates::encoder::Encode;
+use yrs::{GetString, Text, Transact};
+
+/// xorshift64*: small, seedable, dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+    }
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+const SNIPPETS: &[&str] =
+    &["a", "fn x() {}", "\n", "🦀", "日本語", "e\u{301}", "👩‍💻", "\r\n", "  ", "𝕏y", "\tq", "line1\nline2\n"];
+
+/// LSP position of char `index` in `text`, computed naively.
+fn naive_pos(text: &[char], index: usize, enc: Encoding) -> Pos {
+    let mut line = 0;
+    let mut line_start = 0;
+    let mut i = 0;
+    while i < index {
+        let c = text[i];
+        if c == '\n' || (c == '\r' && text.get(i + 1) != Some(&'\n')) {
+            line += 1;
+            line_start = i + 1;
+        }
+        i += 1;
+    }
+    let character: usize = text[line_start..index]
+        .iter()
+        .map(|c| match enc {
+            Encoding::Utf8 => c.len_utf8(),
+            Encoding::Utf16 => c.len_utf16(),
+            Encoding::Utf32 => 1,
+        })
+        .sum();
+    Pos { line: line as u32, character: character as u32 }
+}
+
+/// Char index of an LSP position, naively (positions are assumed valid).
+fn naive_index(text: &[char], pos: Pos, enc: Encoding) -> usize {
+    let len = text.len();
+    let mut i = 0;
+    let mut line = 0;
+    while line < pos.line && i < len {
+        let c = text[i];
+        i += 1;
+        if c == '\n' || (c == '\r' && text.get(i) != Some(&'\n')) {
+            line += 1;
+        }
+    }
+    let mut units = 0;
+    while units < pos.character as usize && i < len && text[i] != '\n' && text[i] != '\r' {
+        units += match enc {
+            Encoding::Utf8 => text[i].len_utf8(),
+            Encoding::Utf16 => text[i].len_utf16(),
+            Encoding::Utf32 => 1,
+        };
+        i += 1;
+    }
+    i
+}
+
+enum ToBridge {
+    Change(i32, Vec<EditorChange>),
+    Answer(u64, bool),
+}
+
+struct Editor {
+    text: Vec<char>,
+    version: i32,
+    enc: Encoding,
+    inbox: VecDeque<EditRequest>,
+}
+
+struct Peer {
+    editor: Editor,
+    bridge: Replica,
+    to_bridge: VecDeque<ToBridge>,
+    to_hub: VecDeque<Vec<u8>>,
+    from_hub: VecDeque<Vec<u8>>,
+    online: bool,
+}
+
+struct Sim {
+    rng: Rng,
+    hub: SharedDoc,
+    peers: Vec<Peer>,
+    inserts_only: bool,
+    next_token: u32,
+    tokens: Vec<char>,
+}
+
+impl Editor {
+    /// Applies an LSP-style edit (range in this editor's encoding) and
+    /// returns the change as the editor would report it.
+    fn apply(&mut self, start: usize, end: usize, text: &str) -> EditorChange {
+        let range = (naive_pos(&self.text, start, self.enc), naive_pos(&self.text, end, self.enc));
+        self.text.splice(start..end, text.chars());
+        EditorChange { range: Some(range), text: text.to_owned() }
+    }
+}
+
+impl Sim {
+    fn new(seed: u64, n: usize, inserts_only: bool) -> Sim {
+        let mut rng = Rng(seed.max(1));
+        let mut peers = Vec::new();
+        for i in 0..n {
+            let enc = [Encoding::Utf8, Encoding::Utf16, Encoding::Utf32][rng.below(3)];
+            // The first editor opens the file with content; others with
+            // nothing, the same content, or something different.
+            let initial = match (i, rng.below(3)) {
+                (0, _) => "fn main() {\r\n    🦀\n}\n".to_owned(),
+                (_, 0) => String::new(),
+                (_, 1) => "fn main() {\r\n    🦀\n}\n".to_owned(),
+                _ => "other 日本\n".to_owned(),
+            };
+            let bridge = Replica::new(1000 + i as u64, enc, 0, &initial);
+            let editor = Editor { text: initial.chars().collect(), version: 0, enc, inbox: VecDeque::new() };
+            let mut peer = Peer {
+                editor,
+                bridge,
+                to_bridge: VecDeque::new(),
+                to_hub: VecDeque::new(),
+                from_hub: VecDeque::new(),
+                online: true,
+            };
+            peer.to_hub.push_back(peer.bridge.step1());
+            peers.push(peer);
+        }
+        Sim { rng, hub: SharedDoc::new(1), peers, inserts_only, next_token: 0, tokens: Vec::new() }
+    }
+
+    fn after_bridge_input(&mut self, p: usize) {
+        let peer = &mut self.peers[p];
+        for update in peer.bridge.take_updates() {
+            peer.to_hub.push_back(Message::Sync(SyncMessage::Update(update)).encode_v1());
+        }
+        if let Some(req) = peer.bridge.poll_edit() {
+            peer.editor.inbox.push_back(req);
+        }
+        peer.bridge.take_notices();
+    }
+
+    fn type_something(&mut self, p: usize) {
+        let mut changes = Vec::new();
+        let edits = 1 + usize::from(self.rng.chance(20));
+        for _ in 0..edits {
+            let len = self.peers[p].editor.text.len();
+            let (start, end, text) = if self.inserts_only {
+                let token = char::from_u32(0x4E00 + self.next_token).unwrap_or('?');
+                self.next_token += 1;
+                self.tokens.push(token);
+                let at = self.rng.below(len + 1);
+                (at, at, token.to_string())
+            } else {
+                let at = self.rng.below(len + 1);
+                let del = if self.rng.chance(35) { self.rng.below(6).min(len - at) } else { 0 };
+                let text = if del > 0 && self.rng.chance(40) {
+                    String::new()
+                } else {
+                    SNIPPETS[self.rng.below(SNIPPETS.len())].to_owned()
+                };
+                (at, at + del, text)
+            };
+            // Never split a \r\n: editors cannot place a cursor inside one.
+            let ed = &self.peers[p].editor.text;
+            let fix = |i: usize| if i > 0 && i < ed.len() && ed[i - 1] == '\r' && ed[i] == '\n' { i - 1 } else { i };
+            let (start, end) = (fix(start), fix(end).max(fix(start)));
+            changes.push(self.peers[p].editor.apply(start, end, &text));
+        }
+        let peer = &mut self.peers[p];
+        peer.editor.version += 1;
+        peer.to_bridge.push_back(ToBridge::Change(peer.editor.version, changes));
+    }
+
+    /// The editor takes the next edit from its bridge, like VS Code would.
+    fn editor_takes_edit(&mut self, p: usize) {
+        let Some(req) = self.peers[p].editor.inbox.pop_front() else { return };
+        let style = self.rng.below(3);
+        let answer_first = self.rng.chance(30);
+        let editor = &mut self.peers[p].editor;
+        if req.version != editor.version {
+            self.peers[p].to_bridge.push_back(ToBridge::Answer(req.id, false));
+            return;
+        }
+        let before = editor.text.clone();
+        // Resolve every range against the text before the edit, then apply
+        // from the end (LSP semantics).
+        let resolved: Vec<(usize, usize, String)> = req
+            .edits
+            .iter()
+            .map(|(s, e, t)| (naive_index(&before, *s, editor.enc), naive_index(&before, *e, editor.enc), t.clone()))
+            .collect();
+        let mut reported = Vec::new();
+        for (s, e, t) in resolved.iter().rev() {
+            reported.push(editor.apply(*s, *e, t));
+        }
+        let changes = match style {
+            // One change per edit, from the end (as applied).
+            0 => reported,
+            // Merged into one change over the whole touched region.
+            1 => {
+                let lo = resolved.first().map_or(0, |r| r.0);
+                let hi = resolved.last().map_or(0, |r| r.1);
+                let new_hi = hi + editor.text.len() - before.len();
+                let text: String = editor.text[lo..new_hi].iter().collect();
+                vec![EditorChange {
+                    range: Some((naive_pos(&before, lo, editor.enc), naive_pos(&before, hi, editor.enc))),
+                    text,
+                }]
+            }
+            // The whole document.
+            _ => vec![EditorChange { range: None, text: editor.text.iter().collect() }],
+        };
+        editor.version += 1;
+        let version = editor.version;
+        let q = &mut self.peers[p].to_bridge;
+        if answer_first {
+            q.push_back(ToBridge::Answer(req.id, true));
+            q.push_back(ToBridge::Change(version, changes));
+        } else {
+            q.push_back(ToBridge::Change(version, changes));
+            q.push_back(ToBridge::Answer(req.id, true));
+        }
+    }
+
+    fn bridge_takes_editor_message(&mut self, p: usize) {
+        let Some(msg) = self.peers[p].to_bridge.pop_front() else { return };
+        let bridge = &mut self.peers[p].bridge;
+        match msg {
+            ToBridge::Change(version, changes) => bridge.did_change(version, &changes).expect("did_change"),
+            ToBridge::Answer(id, applied) => bridge.edit_answered(id, applied).expect("answer"),
+        }
+        self.after_bridge_input(p);
+    }
+
+    fn hub_takes(&mut self, p: usize) {
+        if !self.peers[p].online {
+            return;
+        }
+        let Some(msg) = self.peers[p].to_hub.pop_front() else { return };
+        let out = self.hub.handle(&msg, true).expect("hub handle");
+        for reply in out.reply {
+            self.peers[p].from_hub.push_back(reply);
+        }
+        for delta in out.deltas {
+            let msg = Message::Sync(SyncMessage::Update(delta)).encode_v1();
+            for (q, peer) in self.peers.iter_mut().enumerate() {
+                if q != p && peer.online {
+                    peer.from_hub.push_back(msg.clone());
+                }
+            }
+        }
+    }
+
+    fn bridge_takes_hub_message(&mut self, p: usize) {
+        let Some(msg) = self.peers[p].from_hub.pop_front() else { return };
+        let replies = self.peers[p].bridge.handle_sync(&msg).expect("handle_sync");
+        self.peers[p].to_hub.extend(replies);
+        self.after_bridge_input(p);
+    }
+
+    /// Disconnects a peer (its queues to and from the hub are lost) or
+    /// reconnects it with a fresh sync, as the real bridge does.
+    fn toggle_online(&mut self, p: usize) {
+        let peer = &mut self.peers[p];
+        if peer.online {
+            peer.online = false;
+            peer.to_hub.clear();
+            peer.from_hub.clear();
+        } else {
+            peer.online = true;
+            peer.to_hub.push_back(peer.bridge.step1());
+            // The hub's own step 1 makes the bridge send what it lacks.
+            peer.from_hub.push_back(self.hub.step1());
+        }
+    }
+
+    fn step(&mut self, typing: bool) {
+        let p = self.rng.below(self.peers.len());
+        match self.rng.below(100) {
+            0..=24 if typing => self.type_something(p),
+            25..=39 => self.editor_takes_edit(p),
+            40..=59 => self.bridge_takes_editor_message(p),
+            60..=74 => self.hub_takes(p),
+            75..=94 => self.bridge_takes_hub_message(p),
+            95 if typing => self.toggle_online(p),
+            _ => {
+                self.peers[p].bridge.retry();
+                self.after_bridge_input(p);
+            }
+        }
+    }
+
+    fn quiet(&self) -> bool {
+        self.peers.iter().all(|p| {
+            p.online
+                && p.to_bridge.is_empty()
+                && p.to_hub.is_empty()
+                && p.from_hub.is_empty()
+                && p.editor.inbox.is_empty()
+                && p.bridge.is_settled()
+        })
+    }
+
+    fn hub_text(&self) -> String {
+        let doc = self.hub.doc();
+        let text = doc.get_or_insert_text("content");
+        text.get_string(&doc.transact())
+    }
+}
+
+fn run_case(seed: u64, peers: usize, steps: usize, inserts_only: bool) -> Result<(), String> {
+    let mut sim = Sim::new(seed, peers, inserts_only);
+    for _ in 0..steps {
+        sim.step(true);
+    }
+    for p in 0..sim.peers.len() {
+        if !sim.peers[p].online {
+            sim.toggle_online(p);
+        }
+    }
+    let mut rounds = 0;
+    while !sim.quiet() {
+        rounds += 1;
+        if rounds > 200_000 {
+            return Err(format!(
+                "no quiescence; states: {:?}",
+                sim.peers.iter().map(|p| &p.bridge).collect::<Vec<_>>()
+            ));
+        }
+        sim.step(false);
+    }
+    let hub = sim.hub_text();
+    for (i, peer) in sim.peers.iter().enumerate() {
+        let editor: String = peer.editor.text.iter().collect();
+        let shadow = peer.bridge.editor_text();
+        let shared = peer.bridge.shared_text();
+        if editor != hub || shadow != hub || shared != hub {
+            return Err(format!(
+                "peer {i} diverged:\n  hub    {hub:?}\n  editor {editor:?}\n  shadow {shadow:?}\n  shared {shared:?}"
+            ));
+        }
+    }
+    if inserts_only {
+        for token in &sim.tokens {
+            let n = hub.chars().filter(|c| c == token).count();
+            if n != 1 {
+                return Err(format!("keystroke {token:?} appears {n} times in {hub:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cases() -> u64 {
+    std::env::var("WEFT_CONVERGENCE_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1500)
+}
+
+fn base_seed() -> u64 {
+    std::env::var("WEFT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    })
+}
+
+fn run_many(name: &str, peers: usize, steps: usize, inserts_only: bool) {
+    let base = base_seed();
+    let n = if std::env::var("WEFT_SEED").is_ok() { 1 } else { cases() };
+    eprintln!("{name}: base seed {base}, {n} cases");
+    for i in 0..n {
+        let seed = base.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        if let Err(err) = run_case(seed, peers, steps, inserts_only) {
+            panic!("{name} failed; replay with WEFT_SEED={seed}\n{err}");
+        }
+    }
+}
+
+#[test]
+fn editors_bridges_and_hub_converge() {
+    run_many("converge", 3, 120, false);
+}
+
+#[test]
+fn no_keystroke_is_lost_or_duplicated() {
+    run_many("keystrokes", 3, 120, true);
+}
+
+#[test]
+fn a_fixed_scenario_round_trips_multibyte_text() {
+    // Two editors, deterministic: A types, B receives it as one edit.
+    let mut a = Replica::new(1, Encoding::Utf16, 0, "");
+    let mut b = Replica::new(2, Encoding::Utf8, 0, "");
+    a.mark_synced().expect("sync");
+    b.mark_synced().expect("sync");
+    a.did_change(
+        1,
+        &[EditorChange {
+            range: Some((Pos { line: 0, character: 0 }, Pos { line: 0, character: 0 })),
+            text: "a🦀\r\nb".into(),
+        }],
+    )
+    .expect("change");
+    for u in a.take_updates() {
+        b.apply_remote(&u).expect("remote");
+    }
+    let req = b.poll_edit().expect("an edit for b");
+    assert_eq!(req.version, 0);
+    assert_eq!(req.edits, vec![(Pos { line: 0, character: 0 }, Pos { line: 0, character: 0 }, "a🦀\r\nb".into())]);
+    // B's editor applies it and echoes it back: nothing goes to the CRDT.
+    b.did_change(1, &[EditorChange { range: req.edits.first().map(|e| (e.0, e.1)), text: "a🦀\r\nb".into() }])
+        .expect("echo");
+    b.edit_answered(req.id, true).expect("answer");
+    assert!(b.take_updates().is_empty(), "an echo must not become a new edit");
+    assert!(b.is_settled());
+    // B types after the crab: UTF-8 column 5.
+    b.did_change(
+        2,
+        &[EditorChange {
+            range: Some((Pos { line: 0, character: 5 }, Pos { line: 0, character: 5 })),
+            text: "!".into(),
+        }],
+    )
+    .expect("type");
+    for u in b.take_updates() {
+        a.apply_remote(&u).expect("remote");
+    }
+    assert_eq!(a.shared_text(), "a🦀!\r\nb");
+    let req = a.poll_edit().expect("edit for a");
+    // UTF-16 column of the insertion point: a (1) + crab (2) = 3.
+    assert_eq!(req.edits, vec![(Pos { line: 0, character: 3 }, Pos { line: 0, character: 3 }, "!".into())]);
+    let text = a.doc().get_or_insert_text("content");
+    assert_eq!(text.len(&a.doc().transact()), 7, "yrs counts UTF-16 units");
+}
