@@ -67,10 +67,12 @@ pub enum ServerControl {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         doc: Option<DocId>,
     },
-    /// The first `seq` update-carrying binary frames (sync step 2 and
-    /// update messages, counted from 1 on this connection, refused ones
-    /// included) have been handled, and every change they carried is synced
-    /// to the hub's disk. Cumulative and monotonic.
+    /// The first `seq` update-carrying binary frames (frames whose first
+    /// y-protocols message is a sync step 2 or update, counted from 1 on
+    /// this connection, refused and malformed ones included; only frames
+    /// whose doc-id prefix cannot be read are not counted) have been
+    /// handled, and every change they carried is synced to the hub's disk.
+    /// Cumulative and monotonic.
     Ack {
         /// Count of update-carrying frames handled.
         seq: u64,
@@ -124,6 +126,8 @@ pub enum ErrorCode {
     Internal,
     /// The hub is shutting down.
     ShuttingDown,
+    /// Nothing (no frame, no pong) arrived for too long; reconnect.
+    Timeout,
 }
 
 impl ErrorCode {
@@ -141,6 +145,7 @@ impl ErrorCode {
             ErrorCode::LimitReached | ErrorCode::Overloaded => 4429,
             ErrorCode::Internal => 1011,
             ErrorCode::ShuttingDown => 1001,
+            ErrorCode::Timeout => 4408,
         }
     }
 
@@ -157,6 +162,7 @@ impl ErrorCode {
             ErrorCode::LimitReached | ErrorCode::Overloaded => 429,
             ErrorCode::Internal => 500,
             ErrorCode::ShuttingDown => 503,
+            ErrorCode::Timeout => 408,
         }
     }
 }

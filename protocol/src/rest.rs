@@ -49,8 +49,8 @@ pub struct LinkCreated {
     pub id: LinkId,
     /// The secret. Send it as a bearer token or in the `auth` frame.
     pub token: String,
-    /// `weft://HOST:PORT/s/SESSION#TOKEN` (`weft+tls://` behind TLS):
-    /// everything a client needs to join.
+    /// `weft://HOST:PORT/s/SESSION#TOKEN` (the base can be changed with the
+    /// hub's `--public-url`): everything a client needs to join.
     pub url: String,
     pub role: Role,
     /// Unix seconds, if the link expires.

@@ -46,13 +46,13 @@ struct HubArgs {
     #[arg(long, env = "WEFT_PUBLIC_URL")]
     public_url: Option<String>,
     /// Largest WebSocket message accepted, in bytes.
-    #[arg(long, env = "WEFT_MAX_FRAME_BYTES", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, env = "WEFT_MAX_FRAME_BYTES", default_value_t = weft_hub::config::DEFAULT_MAX_FRAME_BYTES)]
     max_frame_bytes: usize,
     /// Most documents one session may hold.
-    #[arg(long, env = "WEFT_MAX_DOCS_PER_SESSION", default_value_t = 20_000)]
+    #[arg(long, env = "WEFT_MAX_DOCS_PER_SESSION", default_value_t = weft_hub::config::DEFAULT_MAX_DOCS_PER_SESSION)]
     max_docs_per_session: usize,
     /// Logged updates per document before a snapshot replaces the log.
-    #[arg(long, env = "WEFT_COMPACT_AFTER", default_value_t = 500)]
+    #[arg(long, env = "WEFT_COMPACT_AFTER", default_value_t = weft_hub::config::DEFAULT_COMPACT_AFTER)]
     compact_after: usize,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `weft_hub=debug`.
     #[arg(long, env = "WEFT_LOG", default_value = "info")]
@@ -80,7 +80,8 @@ fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     config.public_url = args.public_url;
     config.max_frame_bytes = args.max_frame_bytes;
     config.max_docs_per_session = args.max_docs_per_session;
-    config.compact_after = args.compact_after.max(1);
+    config.compact_after = args.compact_after;
+    config.validate().map_err(anyhow::Error::msg).context("invalid hub configuration")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {

@@ -53,6 +53,10 @@ pub struct Handled {
     /// An update that would have changed the document was refused because
     /// the sender may not write.
     pub refused_write: bool,
+    /// A message that could not be handled. The messages before it in the
+    /// same buffer were handled and their effects are above: persist and
+    /// relay them as usual; the rest of the buffer was skipped.
+    pub error: Option<SyncError>,
 }
 
 /// A yrs document plus its awareness, driven by y-protocols messages.
@@ -157,17 +161,29 @@ impl SharedDoc {
     /// Handles every y-protocols message in `buf` from one peer.
     /// `can_write` false turns update messages that would change the
     /// document into refusals.
+    /// Only [`SyncError::Poisoned`] is returned as an error; any other
+    /// failure is reported in [`Handled::error`] next to what the earlier
+    /// messages of the buffer already did.
     pub fn handle(&mut self, buf: &[u8], can_write: bool) -> Result<Handled, SyncError> {
         let mut out = Handled::default();
         let mut decoder = DecoderV1::new(Cursor::new(buf));
         let mut seen = 0usize;
         for message in MessageReader::new(&mut decoder) {
             seen += 1;
-            let message = message.map_err(|e| SyncError::Malformed(e.to_string()))?;
-            self.handle_message(message, can_write, &mut out)?;
+            let handled = message
+                .map_err(|e| SyncError::Malformed(e.to_string()))
+                .and_then(|message| self.handle_message(message, can_write, &mut out));
+            match handled {
+                Ok(()) => {}
+                Err(SyncError::Poisoned) => return Err(SyncError::Poisoned),
+                Err(err) => {
+                    out.error = Some(err);
+                    return Ok(out);
+                }
+            }
         }
         if seen == 0 {
-            return Err(SyncError::Malformed("empty message".into()));
+            out.error = Some(SyncError::Malformed("empty message".into()));
         }
         Ok(out)
     }
@@ -181,7 +197,8 @@ impl SharedDoc {
             Message::Sync(SyncMessage::SyncStep2(bytes) | SyncMessage::Update(bytes)) => {
                 out.update_messages += 1;
                 if can_write {
-                    out.deltas.extend(self.apply_update(&bytes)?);
+                    let deltas = self.apply_update(&bytes)?;
+                    out.deltas.extend(deltas);
                 } else if self.would_change(&bytes)? {
                     out.refused_write = true;
                 }
@@ -321,8 +338,18 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         let mut hub = SharedDoc::new(1);
         for bad in [&[][..], &[0, 2, 50, 1], &[0, 9], &[1, 5, 1, 2], &[0, 2, 3, 0xff, 0xff, 0xff]] {
-            assert!(hub.handle(bad, true).is_err(), "{bad:?}");
+            let out = hub.handle(bad, true).expect("not poisoned");
+            assert!(out.error.is_some(), "{bad:?}");
         }
+        // A good update followed by garbage in one buffer: the update counts.
+        // (A truncated tail ends yrs's MessageReader silently; an invalid
+        // sync sub-type is an error.)
+        let mut buf = update_msg(text_update(7, "kept"));
+        buf.extend_from_slice(&[0, 9]);
+        let out = hub.handle(&buf, true).expect("not poisoned");
+        assert_eq!(out.deltas.len(), 1);
+        assert!(out.error.is_some());
+        assert_eq!(content(&hub), "kept");
     }
 
     #[test]

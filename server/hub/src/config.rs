@@ -30,6 +30,15 @@ pub struct HubConfig {
     pub auth_timeout: Duration,
 }
 
+/// Default of [`HubConfig::max_frame_bytes`].
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Default of [`HubConfig::max_docs_per_session`].
+pub const DEFAULT_MAX_DOCS_PER_SESSION: usize = 20_000;
+/// Default of [`HubConfig::compact_after`].
+pub const DEFAULT_COMPACT_AFTER: usize = 500;
+/// Smallest accepted [`HubConfig::max_frame_bytes`]: an auth frame must fit.
+pub const MIN_FRAME_BYTES: usize = 4096;
+
 impl HubConfig {
     /// Defaults for a hub whose data lives in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> HubConfig {
@@ -37,13 +46,32 @@ impl HubConfig {
             data_dir: data_dir.into(),
             admin_token: None,
             public_url: None,
-            max_frame_bytes: 16 * 1024 * 1024,
-            max_docs_per_session: 20_000,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_docs_per_session: DEFAULT_MAX_DOCS_PER_SESSION,
             peer_queue: 4096,
-            compact_after: 500,
+            compact_after: DEFAULT_COMPACT_AFTER,
             unload_after: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(90),
             auth_timeout: Duration::from_secs(15),
         }
+    }
+}
+
+impl HubConfig {
+    /// Checks the limits; the message says which value to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_frame_bytes < MIN_FRAME_BYTES {
+            return Err(format!("--max-frame-bytes must be at least {MIN_FRAME_BYTES}"));
+        }
+        if self.max_docs_per_session == 0 {
+            return Err("--max-docs-per-session must be at least 1".into());
+        }
+        if self.compact_after == 0 {
+            return Err("--compact-after must be at least 1".into());
+        }
+        if self.peer_queue == 0 {
+            return Err("the peer queue must hold at least 1 frame".into());
+        }
+        Ok(())
     }
 }

@@ -194,6 +194,7 @@ pub async fn run(
     on_ready: impl FnOnce(std::net::SocketAddr) -> anyhow::Result<()>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg).context("invalid hub configuration")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let admin = match &config.admin_token {
@@ -228,11 +229,10 @@ pub async fn run(
         async move {
             shutdown.await;
             tracing::info!("shutting down: disconnecting peers");
-            // Tell every connection task to send a kick and close; the
-            // server below then waits for them to finish.
+            // Tell every connection task and every room to stop. axum does
+            // not wait for upgraded WebSocket tasks, so the rooms (which
+            // outlive their peers' tasks) are awaited below instead.
             stop_tx.send_replace(true);
-            // Connections whose peers never answer the close are cut after
-            // a grace period by their own task (see ws.rs).
             drop(hub);
         }
     };

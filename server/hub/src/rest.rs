@@ -271,7 +271,8 @@ fn view(hub: &Hub, record: SessionRecord, role: Role) -> ApiResult<SessionView> 
 async fn list_sessions(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
     blocking(StatusCode::OK, move || {
         let caller = caller(&headers)?;
-        let sessions = match caller.principal(&hub)? {
+        let principal = caller.principal(&hub)?;
+        let sessions = match principal {
             Principal::Admin => hub
                 .store
                 .sessions()
@@ -279,8 +280,12 @@ async fn list_sessions(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Respo
                 .into_iter()
                 .map(|s| view(&hub, s, Role::Owner))
                 .collect::<ApiResult<Vec<_>>>()?,
-            Principal::Link(link) => match hub.store.session(&link.session).map_err(internal)? {
-                Some(s) => vec![view(&hub, s, link.role)?],
+            Principal::Link(ref link) => match hub.store.session(&link.session).map_err(internal)? {
+                Some(s) => {
+                    // A password link lists its session only with the password.
+                    let access = hub.authority.access(&principal, &s, caller.password.as_deref())?;
+                    vec![view(&hub, s, access.role)?]
+                }
                 None => Vec::new(),
             },
             Principal::Anonymous => {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
-use weft_core::{SharedDoc, SyncError};
+use weft_core::SharedDoc;
 use weft_protocol::frame;
 use weft_protocol::{DocId, ErrorCode, PeerId, Role, ServerControl, SessionId};
 
@@ -372,33 +372,30 @@ impl Room {
         let Some(state) = self.peers.get(&peer) else { return };
         let role = state.peer.role;
         let is_weft = state.peer.framing == Framing::Weft;
+        let kind = frame::message_kind(message);
+        // Every frame whose first message carries an update is counted for
+        // acks, whatever happens to it, so a client's count stays in step.
+        let counts_for_ack = kind.is_some_and(frame::MessageKind::carries_update);
         if let Err(denied) = self.load(&doc).await {
             self.refuse(peer, &doc, denied.code, &denied.message);
+            self.settle_frame(peer, &doc, Vec::new(), counts_for_ack);
             return;
         }
-        let is_step1 = frame::message_kind(message) == Some(frame::MessageKind::SyncStep1);
         let Some(entry) = self.docs.get_mut(&doc) else { return };
         entry.last_used = Instant::now();
-        let handled = match entry.doc.handle(message, role.can_write()) {
+        let mut handled = match entry.doc.handle(message, role.can_write()) {
             Ok(handled) => handled,
-            Err(SyncError::Poisoned) => {
+            Err(_poisoned) => {
                 tracing::error!(session = %self.session, %doc, %peer, "an update crashed the CRDT engine; restarting the room");
                 self.closing =
                     Some((ErrorCode::Internal, "the hub hit an internal error; reconnect to resynchronise".into()));
                 return;
             }
-            Err(err) => {
-                inc(&self.hub.metrics.frames_malformed, 1);
-                tracing::debug!(session = %self.session, %doc, %peer, %err, "refused a message");
-                self.refuse(peer, &doc, ErrorCode::Malformed, &format!("{err}; the message was ignored"));
-                return;
-            }
         };
-
         for reply in &handled.reply {
             self.send_doc(peer, &doc, reply);
         }
-        if is_weft && is_step1 {
+        if is_weft && kind == Some(frame::MessageKind::SyncStep1) {
             // The weft protocol subscribes on step 1: answer with the hub's
             // own step 1 so the peer sends what the hub lacks.
             self.subscribe(peer, &doc);
@@ -421,17 +418,28 @@ impl Room {
                 "this link is read-only (viewer): your change was not applied",
             );
         }
-        if handled.update_messages == 0 {
-            return;
+        if let Some(err) = handled.error.take() {
+            inc(&self.hub.metrics.frames_malformed, 1);
+            tracing::debug!(session = %self.session, %doc, %peer, %err, "refused a message");
+            self.refuse(peer, &doc, ErrorCode::Malformed, &format!("{err}; the rest of the frame was ignored"));
         }
+        let deltas = std::mem::take(&mut handled.deltas);
+        self.settle_frame(peer, &doc, deltas, counts_for_ack || handled.update_messages > 0);
+    }
+
+    /// Persists what a frame changed and, for update-carrying frames,
+    /// advances the sender's ack counter behind it.
+    fn settle_frame(&mut self, peer: PeerId, doc: &DocId, deltas: Vec<Vec<u8>>, counts_for_ack: bool) {
         let ack = match self.peers.get_mut(&peer) {
-            Some(state) if is_weft => {
-                state.update_seq += handled.update_messages;
+            Some(state) if counts_for_ack && state.peer.framing == Framing::Weft => {
+                state.update_seq += 1;
                 Some(state.update_seq)
             }
             _ => None,
         };
-        self.persist(peer, doc, handled.deltas, ack);
+        if ack.is_some() || !deltas.is_empty() {
+            self.persist(peer, doc.clone(), deltas, ack);
+        }
     }
 
     /// Queues `deltas` for the log; relay and ack follow durability.

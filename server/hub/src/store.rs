@@ -4,7 +4,8 @@
 //! The rooms never see SQL: they talk to [`Store`] (blocking calls, run on
 //! the blocking pool or the log writer's thread) and to the group-commit
 //! [`writer::LogWriter`]. SQLite ([`sqlite::SqliteStore`]) is the embedded
-//! default; a PostgreSQL store implements the same trait.
+//! default and, today, the only implementation; a PostgreSQL store would
+//! implement the same trait without touching the rooms.
 
 pub mod sqlite;
 pub mod writer;

@@ -366,7 +366,7 @@ async fn pump(
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() >= hub.config.idle_timeout {
-                    return Some((ErrorCode::Overloaded, "no frame or pong for too long; reconnect".into()));
+                    return Some((ErrorCode::Timeout, "no frame or pong for too long; reconnect".into()));
                 }
                 if socket.send(Message::Ping(Bytes::new())).await.is_err() {
                     return None;
