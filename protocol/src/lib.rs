@@ -13,6 +13,7 @@ pub mod control;
 pub mod doc_id;
 pub mod frame;
 pub mod ids;
+pub mod lsp;
 pub mod rest;
 
 pub use control::{ClientControl, ErrorCode, ServerControl};

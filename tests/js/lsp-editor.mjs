@@ -526,8 +526,9 @@ async function main () {
   state.writer = new EchoingWriter(new StreamMessageWriter(child.stdin))
   connection = createMessageConnection(new StreamMessageReader(child.stdout), state.writer)
   connection.onError(([error]) => {
-    // A malformed message from the server (bad header, non-JSON body).
-    violation(`connection error: ${error && error.message}`)
+    // A malformed message from the server (bad header, non-JSON body): the
+    // stream cannot be trusted any more.
+    fail(violation(`connection error: ${error && error.message}`))
   })
   connection.onClose(() => { if (!state.shuttingDown) fail('the server closed its output') })
 

@@ -71,8 +71,11 @@ impl HubProcess {
         );
         std::fs::create_dir_all(data)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("hub.stderr.log"))?;
+        let listen: &[&str] = if extra.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
         let mut child = Command::new(&bin)
-            .args(["hub", "--listen", "127.0.0.1:0", "--data"])
+            .arg("hub")
+            .args(listen)
+            .arg("--data")
             .arg(data)
             .args(extra)
             .env("WEFT_LOG", std::env::var("WEFT_TEST_LOG").unwrap_or_else(|_| "info".into()))
@@ -110,7 +113,7 @@ impl HubProcess {
         let addr = line
             .trim()
             .strip_prefix("weft hub listening on http://")
-            .with_context(|| format!("unexpected first line {line:?}"))?;
+            .with_context(|| format!("unexpected first line {line:?}; hub log:\n{}", hub.log()))?;
         hub.addr = addr.parse().with_context(|| format!("bad address in {line:?}"))?;
         hub.admin = std::fs::read_to_string(data.join("admin.token")).context("reading admin.token")?.trim().to_owned();
         Ok(hub)

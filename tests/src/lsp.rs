@@ -664,6 +664,9 @@ pub struct LspEditor {
     pub apply_edits: Vec<ApplyEditRecord>,
     /// Things the server did that a real editor would reject or choke on.
     pub violations: Vec<String>,
+    /// Error answers with `"id": null` (to messages the server could not
+    /// parse or identify).
+    pub errors_without_id: Vec<RpcError>,
     /// The server's answer to `initialize`.
     pub initialize_result: Option<Value>,
 }
@@ -811,6 +814,7 @@ impl LspEditor {
             server_requests: Vec::new(),
             apply_edits: Vec::new(),
             violations: Vec::new(),
+            errors_without_id: Vec::new(),
             initialize_result: None,
         }
     }
@@ -831,7 +835,7 @@ impl LspEditor {
     }
 
     /// The last few KB of [`LspEditor::log`], for error messages.
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let log = self.log();
         let mut start = log.len().saturating_sub(6000);
         while !log.is_char_boundary(start) {
@@ -954,6 +958,12 @@ impl LspEditor {
     /// the server's `InitializeResult`.
     pub async fn initialize(&mut self, encoding: &str, name: &str) -> anyhow::Result<Value> {
         self.initialize_with(initialize_params(&[encoding], name)).await
+    }
+
+    /// `initialize` offering several encodings (in order of preference),
+    /// then `initialized`.
+    pub async fn initialize_offering(&mut self, encodings: &[&str], name: &str) -> anyhow::Result<Value> {
+        self.initialize_with(initialize_params(encodings, name)).await
     }
 
     /// `initialize` with hand-made params, then `initialized`. Takes the
@@ -1349,6 +1359,12 @@ impl LspEditor {
             (Some(method), None) => {
                 let params = msg.get("params").cloned().unwrap_or(Value::Null);
                 self.notifications.push(Notification { method, params });
+                Ok(())
+            }
+            (None, Some(Value::Null)) if msg.get("error").is_some_and(Value::is_object) => {
+                // The answer to a message the server could not read (JSON-RPC
+                // says: id null). Malformed-input tests look for these.
+                self.errors_without_id.push(RpcError::from_json(&msg["error"]));
                 Ok(())
             }
             (None, Some(id)) => {
@@ -2096,6 +2112,10 @@ mod tests {
         ed.wait_for("empty edit", Duration::from_secs(5), |e| e.apply_edits.len() == 2).await?;
         assert_eq!(srv.recv().await?["id"], 2);
         assert_eq!(ed.version(uri), Some(2));
+        // An error answer with id null is recorded, not a violation.
+        srv.send(json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}})).await?;
+        ed.wait_for("the parse error", Duration::from_secs(5), |e| !e.errors_without_id.is_empty()).await?;
+        assert_eq!(ed.errors_without_id[0].code, -32700);
         // Garbage from the server is a violation, and so is an unversioned edit.
         srv.writer.write_all(b"Content-Length: 3\r\n\r\n{x}").await?;
         srv.send(

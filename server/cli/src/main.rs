@@ -29,6 +29,32 @@ enum Command {
     /// 0600) unless WEFT_ADMIN_TOKEN is set. Stop it with Ctrl-C or SIGTERM:
     /// peers are told, and every acknowledged edit is already on disk.
     Hub(HubArgs),
+    /// Run the editor bridge: a language server on stdio that mirrors the
+    /// editor's buffers into a shared session (weft/share, weft/join) and
+    /// brings other people's edits back as workspace/applyEdit.
+    ///
+    /// Editors start it themselves. Nothing but JSON-RPC goes to stdout;
+    /// logs go to --log-file (or stderr), filtered by WEFT_LOG.
+    Lsp(LspArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LspArgs {
+    /// Write logs to this file instead of stderr.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "WEFT_LOG", default_value = "info")]
+    log: String,
+    /// Display name shown to others (else the editor's setting, git's user.name, the OS user).
+    #[arg(long, env = "WEFT_NAME")]
+    name: Option<String>,
+    /// Hub to share on (ws://HOST:PORT); without it, sharing starts an embedded hub.
+    #[arg(long, env = "WEFT_HUB")]
+    hub: Option<String>,
+    /// Token allowed to create sessions on --hub (its admin token).
+    #[arg(long = "hub-token", env = "WEFT_HUB_TOKEN", hide_env_values = true)]
+    hub_token: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,7 +89,30 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Hub(args) => run_hub(args),
+        Command::Lsp(args) => run_lsp(args),
     }
+}
+
+fn run_lsp(args: LspArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&args.log).with_context(|| format!("invalid log filter {:?}", args.log))?;
+    // stdout belongs to JSON-RPC: logs go to the file or to stderr.
+    match &args.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
+    }
+    let config = weft_lsp::BridgeConfig { name: args.name, hub: args.hub, hub_token: args.hub_token };
+    weft_lsp::run_stdio(config)
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

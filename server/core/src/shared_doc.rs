@@ -20,6 +20,11 @@ use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
 use yrs::{ClientID, Doc, Options, ReadTxn, StateVector, Transact, Update};
 
+/// The y-protocols sync `update` message carrying `update`.
+pub fn update_message(update: &[u8]) -> Vec<u8> {
+    Message::Sync(SyncMessage::Update(update.to_vec())).encode_v1()
+}
+
 /// Why a message was not (fully) handled.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {

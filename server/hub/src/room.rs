@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use weft_core::SharedDoc;
+use weft_core::shared_doc::update_message;
 use weft_protocol::frame;
 use weft_protocol::{DocId, ErrorCode, PeerId, Role, ServerControl, SessionId};
 
@@ -137,16 +138,6 @@ struct Room {
     durable_rx: Option<mpsc::UnboundedReceiver<Durable>>,
     /// Set when the room must stop (fatal storage or CRDT failure, deletion).
     closing: Option<(ErrorCode, String)>,
-}
-
-/// The y-protocols sync `update` message for `delta`.
-fn update_message(delta: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(delta.len() + 6);
-    frame::write_var_uint(&mut out, frame::MSG_SYNC);
-    frame::write_var_uint(&mut out, frame::SYNC_UPDATE);
-    frame::write_var_uint(&mut out, delta.len() as u64);
-    out.extend_from_slice(delta);
-    out
 }
 
 /// The y-protocols `auth` message denying permission (y-websocket clients

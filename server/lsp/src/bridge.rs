@@ -1,0 +1,755 @@
+//! The bridge's main loop: one thread that owns every open document and
+//! handles, strictly in arrival order, the editor's LSP messages, the hub
+//! link's events and a retry tick (architecture invariants 4 and 5: one
+//! owner per document, editor changes reach the CRDT in the order sent).
+//!
+//! The CRDT logic lives in `weft_core::replica`; this file turns LSP
+//! messages into replica inputs and replica outputs into LSP messages and
+//! hub frames. Session plumbing (share, join, leave, status, the embedded
+//! hub) lives here too.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use crossbeam_channel::{Receiver, Sender, select};
+use lsp_server::{ErrorCode as RpcCode, Message, Notification, Request, RequestId, Response};
+use lsp_types::{
+    ApplyWorkspaceEditParams, DidChangeTextDocumentParams, DidCloseTextDocumentParams, DidOpenTextDocumentParams,
+    InitializeParams, MessageType, OneOf, OptionalVersionedTextDocumentIdentifier, PositionEncodingKind,
+    ShowMessageParams, TextDocumentEdit, TextDocumentSyncCapability, TextDocumentSyncKind, TextEdit, Url,
+    WorkspaceEdit,
+};
+use weft_core::positions::{Encoding, Pos};
+use weft_core::replica::{EditRequest, EditorChange, Notice, Replica};
+use weft_protocol::lsp::{
+    ConnectionState, JoinParams, JoinResult, ShareLinks, ShareParams, ShareResult, StatusResult, VerifyParams,
+    WeftNotification, WeftRequest,
+};
+use weft_protocol::rest::{CreateLink, CreateSession, LinkCreated, ParticipantList, SessionCreated};
+use weft_protocol::{ClientKind, DocId, Role, frame, lsp as wl};
+
+use crate::hub_api;
+use crate::hub_link::{self, Credentials, HubEvent, HubLink};
+use crate::link::{Link, hub_authority};
+use crate::transport::{Incoming, encode};
+
+/// Settings of one `weft lsp` process.
+#[derive(Debug, Clone, Default)]
+pub struct BridgeConfig {
+    /// Display name when the editor gives none (`WEFT_NAME`, git, OS user).
+    pub name: Option<String>,
+    /// Default hub (`WEFT_HUB`).
+    pub hub: Option<String>,
+    /// Token for creating sessions on `hub` (`WEFT_HUB_TOKEN`).
+    pub hub_token: Option<String>,
+}
+
+/// How long share/join wait for the hub.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often held (refused) edits are retried.
+const RETRY_TICK: Duration = Duration::from_millis(100);
+
+struct EmbeddedHub {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for EmbeddedHub {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+struct Session {
+    id: String,
+    root: PathBuf,
+    role: Option<Role>,
+    state: ConnectionState,
+    authority: String,
+    token: String,
+    password: Option<String>,
+    link: HubLink,
+    _embedded: Option<EmbeddedHub>,
+}
+
+/// The bridge's state; see the module doc.
+pub struct Bridge {
+    out: Sender<Option<String>>,
+    runtime: tokio::runtime::Runtime,
+    config: BridgeConfig,
+    enc: Encoding,
+    name: String,
+    kind: ClientKind,
+    client_id: u64,
+    docs: HashMap<Url, Replica>,
+    session: Option<Session>,
+    next_request: i32,
+    pending_edits: HashMap<RequestId, (Url, u64)>,
+    hub_tx: Sender<HubEvent>,
+    hub_rx: Receiver<HubEvent>,
+    shutting_down: bool,
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        return std::process::id();
+    }
+    u32::from_le_bytes(b)
+}
+
+fn default_name(config: &BridgeConfig) -> String {
+    if let Some(name) = config.name.clone().filter(|n| !n.trim().is_empty()) {
+        return name;
+    }
+    let git = std::process::Command::new("git").args(["config", "user.name"]).output();
+    if let Ok(out) = git
+        && out.status.success()
+    {
+        let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "anonymous".to_owned())
+}
+
+/// Picks the first encoding the client offers that we speak; UTF-16 otherwise.
+fn negotiate(params: &InitializeParams) -> Encoding {
+    params
+        .capabilities
+        .general
+        .as_ref()
+        .and_then(|g| g.position_encodings.as_ref())
+        .and_then(|offered| offered.iter().find_map(|e| Encoding::parse(e.as_str())))
+        .unwrap_or(Encoding::Utf16)
+}
+
+fn to_pos(p: lsp_types::Position) -> Pos {
+    Pos { line: p.line, character: p.character }
+}
+
+fn from_pos(p: Pos) -> lsp_types::Position {
+    lsp_types::Position { line: p.line, character: p.character }
+}
+
+impl Bridge {
+    /// Performs the `initialize` handshake on `incoming` and returns a
+    /// bridge ready to [`Bridge::run`].
+    pub fn initialize(
+        incoming: &Receiver<Incoming>,
+        out: Sender<Option<String>>,
+        config: BridgeConfig,
+    ) -> anyhow::Result<Option<Bridge>> {
+        let (id, params) = loop {
+            match incoming.recv() {
+                Err(_) => return Ok(None),
+                Ok(Incoming::Garbage(_)) => continue,
+                Ok(Incoming::Message(Message::Request(req))) if req.method == "initialize" => {
+                    match serde_json::from_value::<InitializeParams>(req.params.clone()) {
+                        Ok(params) => break (req.id, params),
+                        Err(err) => {
+                            let resp = Response::new_err(
+                                req.id,
+                                RpcCode::InvalidParams as i32,
+                                format!("bad initialize params: {err}"),
+                            );
+                            if let Some(text) = encode(&Message::Response(resp)) {
+                                let _ = out.send(Some(text));
+                            }
+                        }
+                    }
+                }
+                Ok(Incoming::Message(Message::Request(req))) => {
+                    let resp =
+                        Response::new_err(req.id, RpcCode::ServerNotInitialized as i32, "send initialize first".into());
+                    if let Some(text) = encode(&Message::Response(resp)) {
+                        let _ = out.send(Some(text));
+                    }
+                }
+                Ok(Incoming::Message(Message::Notification(n))) if n.method == "exit" => return Ok(None),
+                Ok(Incoming::Message(_)) => {}
+            }
+        };
+        let enc = negotiate(&params);
+        let options = params.initialization_options.clone().unwrap_or_default();
+        let mut config = config;
+        if let Some(name) = options.get("name").and_then(|n| n.as_str()).filter(|n| !n.trim().is_empty()) {
+            config.name = Some(name.to_owned());
+        }
+        let kind = match options.get("kind").and_then(|k| k.as_str()) {
+            Some("agent") => ClientKind::Agent,
+            _ => ClientKind::User,
+        };
+        let name = default_name(&config);
+        let capabilities = lsp_types::ServerCapabilities {
+            position_encoding: Some(PositionEncodingKind::from(enc.as_str())),
+            text_document_sync: Some(TextDocumentSyncCapability::Options(lsp_types::TextDocumentSyncOptions {
+                open_close: Some(true),
+                change: Some(TextDocumentSyncKind::INCREMENTAL),
+                ..Default::default()
+            })),
+            experimental: Some(serde_json::json!({
+                "weft": { "protocol": weft_protocol::PROTOCOL_VERSION, "methods": wl::METHODS }
+            })),
+            ..Default::default()
+        };
+        let result = serde_json::json!({
+            "capabilities": capabilities,
+            "serverInfo": { "name": "weft", "version": env!("CARGO_PKG_VERSION") },
+        });
+        let text =
+            encode(&Message::Response(Response::new_ok(id, result))).context("cannot encode the initialize answer")?;
+        out.send(Some(text)).context("editor went away")?;
+        tracing::info!(encoding = enc.as_str(), %name, "initialized");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("weft-lsp-io")
+            .build()
+            .context("starting the I/O runtime")?;
+        let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
+        Ok(Some(Bridge {
+            out,
+            runtime,
+            config,
+            enc,
+            name,
+            kind,
+            client_id: u64::from(random_u32()),
+            docs: HashMap::new(),
+            session: None,
+            next_request: 1,
+            pending_edits: HashMap::new(),
+            hub_tx,
+            hub_rx,
+            shutting_down: false,
+        }))
+    }
+
+    /// Handles messages until the editor sends `exit` or goes away.
+    pub fn run(mut self, incoming: Receiver<Incoming>) -> anyhow::Result<()> {
+        let tick = crossbeam_channel::tick(RETRY_TICK);
+        loop {
+            select! {
+                recv(incoming) -> msg => match msg {
+                    Ok(Incoming::Message(msg)) => {
+                        if !self.on_message(msg) {
+                            break;
+                        }
+                    }
+                    Ok(Incoming::Garbage(what)) => self.log(MessageType::WARNING, &format!("ignored a malformed message from the editor ({what})")),
+                    Err(_) => break,
+                },
+                recv(self.hub_rx) -> ev => if let Ok(ev) = ev { self.on_hub(ev) },
+                recv(tick) -> _ => {
+                    for replica in self.docs.values_mut() {
+                        replica.retry();
+                    }
+                }
+            }
+            self.flush();
+        }
+        self.session = None;
+        let _ = self.out.send(None);
+        Ok(())
+    }
+
+    fn send(&self, msg: Message) {
+        let Some(text) = encode(&msg) else { return };
+        if self.out.send(Some(text)).is_err() {
+            tracing::debug!("editor output closed");
+        }
+    }
+
+    fn notify<T: serde::Serialize>(&self, method: &str, params: T) {
+        match serde_json::to_value(params) {
+            Ok(params) => self.send(Message::Notification(Notification { method: method.to_owned(), params })),
+            Err(err) => tracing::error!(%err, method, "cannot encode a notification"),
+        }
+    }
+
+    fn log(&self, typ: MessageType, message: &str) {
+        if typ == MessageType::ERROR || typ == MessageType::WARNING {
+            tracing::warn!("{message}");
+        } else {
+            tracing::info!("{message}");
+        }
+        self.notify("window/logMessage", lsp_types::LogMessageParams { typ, message: message.to_owned() });
+    }
+
+    fn show(&self, typ: MessageType, message: &str) {
+        tracing::info!(shown = true, "{message}");
+        self.notify("window/showMessage", ShowMessageParams { typ, message: message.to_owned() });
+    }
+
+    /// Handles one LSP message; `false` once the editor said `exit`.
+    fn on_message(&mut self, msg: Message) -> bool {
+        match msg {
+            Message::Request(req) => self.on_request(req),
+            Message::Notification(n) => return self.on_notification(n),
+            Message::Response(resp) => self.on_response(resp),
+        }
+        true
+    }
+
+    fn on_request(&mut self, req: Request) {
+        let id = req.id.clone();
+        if self.shutting_down && req.method != "shutdown" {
+            let resp = Response::new_err(id, RpcCode::InvalidRequest as i32, "the server is shutting down".into());
+            return self.send(Message::Response(resp));
+        }
+        let result: Result<serde_json::Value, (i32, String)> = match req.method.as_str() {
+            "shutdown" => {
+                self.shutting_down = true;
+                Ok(serde_json::Value::Null)
+            }
+            "initialize" => Err((RpcCode::InvalidRequest as i32, "already initialized".into())),
+            m if m == wl::Share::METHOD => self.with_params(req.params, |b, p| b.share(p)),
+            m if m == wl::Join::METHOD => self.with_params(req.params, |b, p| b.join(p)),
+            m if m == wl::Leave::METHOD => {
+                self.leave();
+                Ok(serde_json::Value::Null)
+            }
+            m if m == wl::Status::METHOD => {
+                serde_json::to_value(self.status(true)).map_err(|e| (RpcCode::InternalError as i32, e.to_string()))
+            }
+            other => Err((RpcCode::MethodNotFound as i32, format!("weft lsp does not handle {other}"))),
+        };
+        let resp = match result {
+            Ok(value) => Response::new_ok(id, value),
+            Err((code, message)) => Response::new_err(id, code, message),
+        };
+        self.send(Message::Response(resp));
+    }
+
+    fn with_params<P: serde::de::DeserializeOwned, R: serde::Serialize>(
+        &mut self,
+        params: serde_json::Value,
+        f: impl FnOnce(&mut Bridge, P) -> anyhow::Result<R>,
+    ) -> Result<serde_json::Value, (i32, String)> {
+        let params: P = serde_json::from_value(params)
+            .map_err(|e| (RpcCode::InvalidParams as i32, format!("invalid params: {e}")))?;
+        let result = f(self, params).map_err(|e| (RpcCode::RequestFailed as i32, format!("{e:#}")))?;
+        serde_json::to_value(result).map_err(|e| (RpcCode::InternalError as i32, e.to_string()))
+    }
+
+    fn on_notification(&mut self, n: Notification) -> bool {
+        match n.method.as_str() {
+            "exit" => return false,
+            "initialized" | "$/cancelRequest" | "$/setTrace" | "workspace/didChangeConfiguration" => {}
+            "textDocument/didOpen" => self.notification_params(n, Bridge::did_open),
+            "textDocument/didChange" => self.notification_params(n, Bridge::did_change),
+            "textDocument/didClose" => self.notification_params(n, Bridge::did_close),
+            m if m == wl::Verify::METHOD => self.notification_params(n, Bridge::verify),
+            other => tracing::debug!(method = other, "ignored notification"),
+        }
+        true
+    }
+
+    fn notification_params<P: serde::de::DeserializeOwned>(&mut self, n: Notification, f: fn(&mut Bridge, P)) {
+        match serde_json::from_value::<P>(n.params) {
+            Ok(params) => f(self, params),
+            Err(err) => self.log(MessageType::WARNING, &format!("ignored {} with invalid params: {err}", n.method)),
+        }
+    }
+
+    fn on_response(&mut self, resp: Response) {
+        let Some((uri, edit)) = self.pending_edits.remove(&resp.id) else { return };
+        let applied = resp.result.as_ref().and_then(|r| r.get("applied")).and_then(|a| a.as_bool()).unwrap_or(false);
+        if let Some(err) = &resp.error {
+            tracing::debug!(code = err.code, message = %err.message, "editor failed an applyEdit");
+        }
+        if let Some(replica) = self.docs.get_mut(&uri)
+            && let Err(err) = replica.edit_answered(edit, applied)
+        {
+            tracing::error!(%err, %uri, "replica rejected an edit answer");
+        }
+    }
+
+    /// The doc id of `uri` in the current session, if it is under the root.
+    fn doc_id(&self, uri: &Url) -> Option<DocId> {
+        let session = self.session.as_ref()?;
+        doc_id_under(&session.root, uri)
+    }
+
+    fn did_open(&mut self, p: DidOpenTextDocumentParams) {
+        let uri = p.text_document.uri;
+        let mut replica = Replica::new(self.client_id, self.enc, p.text_document.version, &p.text_document.text);
+        if let Some(session) = &self.session {
+            replica.set_read_only(session.role == Some(Role::Viewer));
+        }
+        if self.docs.insert(uri.clone(), replica).is_some() {
+            self.log(MessageType::WARNING, &format!("{uri} was opened twice; using the newer buffer"));
+        }
+        self.start_sync(&uri);
+    }
+
+    /// Sends sync step 1 for `uri` if it is shared and the hub is connected.
+    fn start_sync(&mut self, uri: &Url) {
+        let Some(doc) = self.doc_id(uri) else { return };
+        let Some(session) = &self.session else { return };
+        if session.state != ConnectionState::Connected {
+            return;
+        }
+        if let Some(replica) = self.docs.get(uri) {
+            session.link.send(frame::join(&doc, &replica.step1()));
+        }
+    }
+
+    fn did_change(&mut self, p: DidChangeTextDocumentParams) {
+        let uri = p.text_document.uri;
+        let Some(replica) = self.docs.get_mut(&uri) else {
+            return self.log(MessageType::WARNING, &format!("didChange for {uri}, which was never opened; ignored"));
+        };
+        let changes: Vec<EditorChange> = p
+            .content_changes
+            .into_iter()
+            .map(|c| EditorChange { range: c.range.map(|r| (to_pos(r.start), to_pos(r.end))), text: c.text })
+            .collect();
+        if let Err(err) = replica.did_change(p.text_document.version, &changes) {
+            tracing::error!(%err, %uri, "a change could not be applied; resynchronising the buffer");
+        }
+    }
+
+    fn did_close(&mut self, p: DidCloseTextDocumentParams) {
+        let uri = p.text_document.uri;
+        if self.docs.remove(&uri).is_none() {
+            return;
+        }
+        // The hub keeps the document; this editor just stops mirroring it.
+        self.pending_edits.retain(|_, (u, _)| *u != uri);
+    }
+
+    fn verify(&mut self, p: VerifyParams) {
+        let Ok(uri) = Url::parse(&p.uri) else {
+            return self.log(MessageType::WARNING, "weft/verify with an invalid uri; ignored");
+        };
+        let Some(replica) = self.docs.get_mut(&uri) else { return };
+        if let Some(edit) = replica.verify(p.version, &p.sha256) {
+            self.send_edit(&uri, edit);
+        }
+    }
+
+    fn send_edit(&mut self, uri: &Url, edit: EditRequest) {
+        let id = RequestId::from(self.next_request);
+        self.next_request += 1;
+        let edits = edit
+            .edits
+            .into_iter()
+            .map(|(s, e, new_text)| {
+                OneOf::Left(TextEdit { range: lsp_types::Range { start: from_pos(s), end: from_pos(e) }, new_text })
+            })
+            .collect();
+        let params = ApplyWorkspaceEditParams {
+            label: Some("weft".into()),
+            edit: WorkspaceEdit {
+                document_changes: Some(lsp_types::DocumentChanges::Edits(vec![TextDocumentEdit {
+                    text_document: OptionalVersionedTextDocumentIdentifier {
+                        uri: uri.clone(),
+                        version: Some(edit.version),
+                    },
+                    edits,
+                }])),
+                ..Default::default()
+            },
+        };
+        let params = match serde_json::to_value(params) {
+            Ok(p) => p,
+            Err(err) => return tracing::error!(%err, "cannot encode an applyEdit"),
+        };
+        self.pending_edits.insert(id.clone(), (uri.clone(), edit.id));
+        self.send(Message::Request(Request { id, method: "workspace/applyEdit".into(), params }));
+    }
+
+    /// Sends what the replicas produced: updates to the hub, edits to the
+    /// editor, notices to the user.
+    fn flush(&mut self) {
+        let connected = self.session.as_ref().is_some_and(|s| s.state == ConnectionState::Connected);
+        let uris: Vec<Url> = self.docs.keys().cloned().collect();
+        for uri in uris {
+            let doc = self.doc_id(&uri);
+            let Some(replica) = self.docs.get_mut(&uri) else { continue };
+            let updates = replica.take_updates();
+            let notices = replica.take_notices();
+            let edit = replica.poll_edit();
+            if let (Some(doc), Some(session), true) = (&doc, &self.session, connected) {
+                for update in updates {
+                    let msg = weft_core::shared_doc::update_message(&update);
+                    session.link.send(frame::join(doc, &msg));
+                }
+            }
+            for notice in notices {
+                match notice {
+                    Notice::Show(text) => self.show(MessageType::WARNING, &text),
+                    Notice::Warn(text) => self.log(MessageType::WARNING, &format!("{uri}: {text}")),
+                }
+            }
+            if let Some(edit) = edit {
+                self.send_edit(&uri, edit);
+            }
+        }
+    }
+
+    fn on_hub(&mut self, ev: HubEvent) {
+        match ev {
+            HubEvent::Connected { role, peer } => self.on_connected(role, peer),
+            HubEvent::Frame(bytes) => self.on_frame(&bytes),
+            HubEvent::Control(ctrl) => match ctrl {
+                weft_protocol::ServerControl::Error { code, message, doc } => {
+                    self.log(MessageType::WARNING, &format!("hub refused a message ({code:?}) for {doc:?}: {message}"));
+                }
+                weft_protocol::ServerControl::Kick { code, message } => {
+                    self.log(MessageType::WARNING, &format!("hub disconnected us ({code:?}): {message}"));
+                }
+                _ => {}
+            },
+            HubEvent::Disconnected { reason } => {
+                if let Some(session) = &mut self.session
+                    && session.state != ConnectionState::Connecting
+                {
+                    session.state = ConnectionState::Connecting;
+                    tracing::warn!(%reason, "lost the hub; working offline until it is back");
+                    self.notify(wl::Connection::METHOD, self.status(false));
+                }
+            }
+            HubEvent::Refused { code, message } => {
+                if self.session.is_some() {
+                    self.show(MessageType::ERROR, &format!("weft: the hub refused this session ({code:?}): {message}. Leave and join again with a valid link."));
+                    if let Some(session) = &mut self.session {
+                        session.state = ConnectionState::Idle;
+                    }
+                    self.notify(wl::Connection::METHOD, self.status(false));
+                }
+            }
+        }
+    }
+
+    fn on_connected(&mut self, role: Role, peer: u64) {
+        let Some(session) = &mut self.session else { return };
+        session.state = ConnectionState::Connected;
+        session.role = Some(role);
+        tracing::info!(session = %session.id, %role, peer, "connected to the hub");
+        let read_only = role == Role::Viewer;
+        let uris: Vec<Url> = self.docs.keys().cloned().collect();
+        for uri in &uris {
+            if let Some(replica) = self.docs.get_mut(uri) {
+                replica.set_read_only(read_only);
+            }
+            self.start_sync(uri);
+        }
+        self.notify(wl::Connection::METHOD, self.status(false));
+    }
+
+    fn on_frame(&mut self, bytes: &[u8]) {
+        let Ok((doc, message)) = frame::split(bytes) else {
+            return tracing::warn!("unreadable frame from the hub");
+        };
+        let Some(session) = &self.session else { return };
+        let root = session.root.clone();
+        let Some(uri) = self.docs.keys().find(|u| doc_id_under(&root, u).as_ref() == Some(&doc)).cloned() else {
+            return;
+        };
+        let Some(replica) = self.docs.get_mut(&uri) else { return };
+        match replica.handle_sync(message) {
+            Ok(replies) => {
+                if let Some(session) = &self.session {
+                    for reply in replies {
+                        session.link.send(frame::join(&doc, &reply));
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(%err, %doc, "ignored a message from the hub"),
+        }
+    }
+
+    fn status(&self, with_peers: bool) -> StatusResult {
+        let Some(session) = &self.session else {
+            return StatusResult { state: ConnectionState::Idle, session: None, role: None, peers: None, documents: 0 };
+        };
+        let documents = self.docs.keys().filter(|u| doc_id_under(&session.root, u).is_some()).count();
+        let peers = (with_peers && session.state == ConnectionState::Connected)
+            .then(|| {
+                let path = format!("/api/sessions/{}/participants", session.id);
+                let call =
+                    hub_api::call::<ParticipantList>(&session.authority, "GET", &path, &session.token, None::<&()>);
+                let call = async {
+                    if let Some(pw) = &session.password {
+                        tracing::debug!(len = pw.len(), "participants of a password link are not counted");
+                        return None;
+                    }
+                    call.await.ok()
+                };
+                self.runtime.block_on(call).map(|l| l.participants.len())
+            })
+            .flatten();
+        StatusResult { state: session.state, session: Some(session.id.clone()), role: session.role, peers, documents }
+    }
+
+    fn start_embedded_hub(&self, root: &Path) -> anyhow::Result<(String, String, EmbeddedHub)> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot open a local port for the hub")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let admin = format!("{:08x}{:08x}{:08x}{:08x}", random_u32(), random_u32(), random_u32(), random_u32());
+        let mut config = weft_hub::HubConfig::new(root.join(".weft").join("hub"));
+        config.admin_token = Some(admin.clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let _guard = self.runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        self.runtime.spawn(async move {
+            let stop = async {
+                let _ = stop_rx.await;
+            };
+            if let Err(err) = weft_hub::run(config, listener, |_| Ok(()), stop).await {
+                tracing::error!("embedded hub failed: {err:#}");
+            }
+        });
+        tracing::info!(%addr, "started an embedded hub");
+        Ok((addr.to_string(), admin, EmbeddedHub { stop: Some(stop_tx) }))
+    }
+
+    fn share(&mut self, p: ShareParams) -> anyhow::Result<ShareResult> {
+        let root = root_path(&p.root)?;
+        self.leave();
+        let hub = p.hub.clone().or_else(|| self.config.hub.clone());
+        let (authority, admin, embedded) = match hub {
+            Some(hub) => {
+                let token = self.config.hub_token.clone().context(
+                    "sharing on a hub needs its token: set WEFT_HUB_TOKEN (or omit the hub to use an embedded one)",
+                )?;
+                (hub_authority(&hub)?, token, None)
+            }
+            None => {
+                let (authority, admin, hub) = self.start_embedded_hub(&root)?;
+                (authority, admin, Some(hub))
+            }
+        };
+        let name = p.name.clone().unwrap_or_else(|| {
+            root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "weft session".into())
+        });
+        let created: SessionCreated = self.runtime.block_on(hub_api::call(
+            &authority,
+            "POST",
+            "/api/sessions",
+            &admin,
+            Some(&CreateSession { name, public: false }),
+        ))?;
+        let owner = created.owner.token.clone();
+        let path = format!("/api/sessions/{}/links", created.id);
+        let link = |role| CreateLink { role, expires_in_s: None, password: None };
+        let editor: LinkCreated =
+            self.runtime.block_on(hub_api::call(&authority, "POST", &path, &owner, Some(&link(Role::Editor))))?;
+        let viewer: LinkCreated =
+            self.runtime.block_on(hub_api::call(&authority, "POST", &path, &owner, Some(&link(Role::Viewer))))?;
+        self.enter_session(created.id.0.clone(), root, authority, owner, None, embedded);
+        self.wait_connected()?;
+        Ok(ShareResult { session: created.id.0, links: ShareLinks { editor: editor.url, viewer: viewer.url } })
+    }
+
+    fn join(&mut self, p: JoinParams) -> anyhow::Result<JoinResult> {
+        let root = root_path(&p.root)?;
+        let link = Link::parse(&p.link)?;
+        self.leave();
+        self.enter_session(link.session.clone(), root, link.authority.clone(), link.token.clone(), p.password, None);
+        let role = self.wait_connected()?;
+        Ok(JoinResult { session: link.session, role })
+    }
+
+    fn enter_session(
+        &mut self,
+        id: String,
+        root: PathBuf,
+        authority: String,
+        token: String,
+        password: Option<String>,
+        embedded: Option<EmbeddedHub>,
+    ) {
+        let creds =
+            Credentials { token: token.clone(), password: password.clone(), name: self.name.clone(), kind: self.kind };
+        let url = format!("ws://{authority}/ws/{id}");
+        let link = hub_link::start(self.runtime.handle(), url, creds, self.hub_tx.clone());
+        // Documents already open start over as the editor holds them now.
+        for (uri, replica) in self.docs.iter_mut() {
+            if doc_id_under(&root, uri).is_some() {
+                *replica = Replica::new(self.client_id, self.enc, replica.version(), &replica.editor_text());
+            }
+        }
+        self.session = Some(Session {
+            id,
+            root,
+            role: None,
+            state: ConnectionState::Connecting,
+            authority,
+            token,
+            password,
+            link,
+            _embedded: embedded,
+        });
+    }
+
+    /// Waits for the first connection of a new session, handling hub events.
+    fn wait_connected(&mut self) -> anyhow::Result<Role> {
+        let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.hub_rx.recv_timeout(left) {
+                Ok(HubEvent::Connected { role, peer }) => {
+                    self.on_connected(role, peer);
+                    return Ok(role);
+                }
+                Ok(HubEvent::Refused { code, message }) => {
+                    self.session = None;
+                    bail!("the hub refused to join ({code:?}): {message}");
+                }
+                Ok(HubEvent::Disconnected { reason }) => {
+                    // Never connected yet: fail now rather than let the
+                    // editor wait; later drops are ridden out offline.
+                    self.session = None;
+                    bail!("could not reach the hub: {reason}");
+                }
+                Ok(other) => self.on_hub(other),
+                Err(_) => {
+                    self.session = None;
+                    bail!("the hub did not answer within {CONNECT_TIMEOUT:?}");
+                }
+            }
+        }
+    }
+
+    fn leave(&mut self) {
+        let Some(session) = self.session.take() else { return };
+        tracing::info!(session = %session.id, "left the session");
+        for (uri, replica) in self.docs.iter_mut() {
+            if doc_id_under(&session.root, uri).is_some() {
+                *replica = Replica::new(self.client_id, self.enc, replica.version(), &replica.editor_text());
+            }
+        }
+        self.pending_edits.clear();
+        drop(session);
+        self.notify(wl::Connection::METHOD, self.status(false));
+    }
+}
+
+/// The local directory of a `file://` root URI.
+fn root_path(root: &str) -> anyhow::Result<PathBuf> {
+    let url = Url::parse(root).with_context(|| format!("root {root:?} is not a URI"))?;
+    let path = url.to_file_path().map_err(|()| anyhow::anyhow!("root {root:?} is not a file:// URI"))?;
+    Ok(path)
+}
+
+/// The doc id of `uri` if it is a file under `root`.
+fn doc_id_under(root: &Path, uri: &Url) -> Option<DocId> {
+    let path = uri.to_file_path().ok()?;
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| match c {
+            std::path::Component::Normal(s) => s.to_str().map(str::to_owned),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    DocId::new(parts.join("/")).ok().filter(|d| !d.is_session_doc())
+}

@@ -1,0 +1,72 @@
+//! The few REST calls the bridge makes to a hub (create a session, create
+//! its links, count participants), over plain HTTP/1.1 on one short-lived
+//! connection each. Small on purpose: the hub's API is JSON with a bearer
+//! token, and pulling a full HTTP client stack in for three calls is not
+//! worth it. TLS hubs are not supported yet.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long one REST call may take.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Calls `METHOD path` on the hub at `authority` and parses the JSON answer.
+pub async fn call<T: DeserializeOwned>(
+    authority: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&impl Serialize>,
+) -> anyhow::Result<T> {
+    let body = match body {
+        Some(b) => serde_json::to_vec(b)?,
+        None => Vec::new(),
+    };
+    let exchange = async {
+        let mut stream =
+            TcpStream::connect(authority).await.with_context(|| format!("cannot reach the hub at {authority}"))?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        anyhow::Ok(raw)
+    };
+    let raw = tokio::time::timeout(TIMEOUT, exchange).await.context("the hub did not answer in time")??;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("the hub sent a broken HTTP answer")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
+    let mut payload = raw[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        payload = dechunk(&payload)?;
+    }
+    if !(200..300).contains(&status) {
+        let detail: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+        let message = detail["error"]["message"].as_str().unwrap_or("no details");
+        bail!("the hub refused {method} {path} ({status}): {message}");
+    }
+    serde_json::from_slice(&payload)
+        .with_context(|| format!("the hub's answer to {method} {path} is not the expected JSON"))
+}
+
+fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let end = data.windows(2).position(|w| w == b"\r\n").context("bad chunk")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..end])?.trim(), 16)?;
+        data = &data[end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(data.get(..size).context("short chunk")?);
+        data = data.get(size + 2..).context("short chunk")?;
+    }
+}

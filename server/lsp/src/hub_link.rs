@@ -1,0 +1,227 @@
+//! The bridge's WebSocket to its hub: authenticate, pump frames, and
+//! reconnect with backoff when the connection drops.
+//!
+//! It runs as one tokio task and talks to the bridge's (synchronous) main
+//! loop through channels: [`HubEvent`]s in, binary frames out. It keeps no
+//! document state: after a reconnect the bridge resynchronises every
+//! document with state vectors, so frames queued while disconnected are
+//! dropped rather than replayed (the CRDT already holds their content).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use weft_protocol::{ClientControl, ClientKind, ErrorCode, PROTOCOL_VERSION, Role, ServerControl};
+
+/// What the hub link tells the bridge.
+#[derive(Debug)]
+pub enum HubEvent {
+    /// Authenticated (again): resynchronise every document now.
+    Connected { role: Role, peer: u64 },
+    /// The hub refused us for good (bad link, revoked, deleted session):
+    /// no more attempts are made.
+    Refused { code: ErrorCode, message: String },
+    /// A binary frame (doc id prefix + y-protocols message).
+    Frame(Vec<u8>),
+    /// A control frame other than the welcome.
+    Control(ServerControl),
+    /// The connection dropped; a reconnect is under way.
+    Disconnected { reason: String },
+}
+
+/// Credentials and identity for the auth frame.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub token: String,
+    pub password: Option<String>,
+    pub name: String,
+    pub kind: ClientKind,
+}
+
+/// Handle to a running link; dropping it closes the connection for good.
+pub struct HubLink {
+    out: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl HubLink {
+    /// Queues a binary frame; dropped if the link is down (see module doc).
+    pub fn send(&self, frame: Vec<u8>) {
+        if self.out.send(frame).is_err() {
+            tracing::debug!("hub link stopped; frame dropped");
+        }
+    }
+}
+
+/// Close codes after which reconnecting cannot help.
+fn is_final(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Unauthorized
+            | ErrorCode::BadPassword
+            | ErrorCode::Forbidden
+            | ErrorCode::NotFound
+            | ErrorCode::Gone
+            | ErrorCode::VersionMismatch
+    )
+}
+
+/// Starts the link on `runtime`.
+pub fn start(
+    runtime: &tokio::runtime::Handle,
+    url: String,
+    creds: Credentials,
+    events: crossbeam_channel::Sender<HubEvent>,
+) -> HubLink {
+    let (out, rx) = mpsc::unbounded_channel();
+    runtime.spawn(run(url, creds, events, rx));
+    HubLink { out }
+}
+
+enum Ended {
+    /// The bridge dropped the link.
+    Stopped,
+    /// Try again after a pause.
+    Retry(String),
+    /// Do not try again.
+    Final(ErrorCode, String),
+}
+
+async fn run(
+    url: String,
+    creds: Credentials,
+    events: crossbeam_channel::Sender<HubEvent>,
+    mut out: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session(&url, &creds, &events, &mut out, &mut backoff).await {
+            Ended::Stopped => return,
+            Ended::Final(code, message) => {
+                let _ = events.send(HubEvent::Refused { code, message });
+                return;
+            }
+            Ended::Retry(reason) => {
+                tracing::info!(%reason, retry_in = ?backoff, "hub connection lost; reconnecting");
+                if events.send(HubEvent::Disconnected { reason }).is_err() {
+                    return;
+                }
+            }
+        }
+        // Wait, but stop at once if the bridge drops the link.
+        let sleep = tokio::time::sleep(jitter(backoff));
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                frame = out.recv() => if frame.is_none() { return },
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 1];
+    let extra = if getrandom::fill(&mut b).is_ok() { u64::from(b[0]) } else { 0 };
+    d + Duration::from_millis(extra * d.as_millis().min(1000) as u64 / 1024)
+}
+
+async fn session(
+    url: &str,
+    creds: &Credentials,
+    events: &crossbeam_channel::Sender<HubEvent>,
+    out: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+    backoff: &mut Duration,
+) -> Ended {
+    let connect = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)).await;
+    let mut ws = match connect {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(err)) => return Ended::Retry(format!("cannot connect to {url}: {err}")),
+        Err(_) => return Ended::Retry(format!("connecting to {url} timed out")),
+    };
+    let auth = ClientControl::Auth {
+        token: creds.token.clone(),
+        password: creds.password.clone(),
+        name: creds.name.clone(),
+        kind: creds.kind,
+        protocol: PROTOCOL_VERSION,
+    };
+    let Ok(auth) = serde_json::to_string(&auth) else {
+        return Ended::Final(ErrorCode::Internal, "cannot encode auth".into());
+    };
+    if let Err(err) = ws.send(Message::Text(auth.into())).await {
+        return Ended::Retry(format!("sending auth failed: {err}"));
+    }
+    // Wait for the welcome (or the refusal and its close).
+    let mut refusal: Option<(ErrorCode, String)> = None;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(20), ws.next()).await;
+        match next {
+            Err(_) => return Ended::Retry("the hub did not answer the auth frame".into()),
+            Ok(None | Some(Err(_))) => {
+                return match refusal {
+                    Some((code, msg)) if is_final(code) => Ended::Final(code, msg),
+                    Some((_, msg)) => Ended::Retry(msg),
+                    None => Ended::Retry("connection closed during auth".into()),
+                };
+            }
+            Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ServerControl>(text.as_str()) {
+                Ok(ServerControl::Welcome { role, peer, .. }) => {
+                    // Frames queued while we were away are superseded by the resync.
+                    while out.try_recv().is_ok() {}
+                    *backoff = Duration::from_millis(100);
+                    if events.send(HubEvent::Connected { role, peer: peer.0 }).is_err() {
+                        return Ended::Stopped;
+                    }
+                    break;
+                }
+                Ok(ServerControl::Error { code, message, .. }) | Ok(ServerControl::Kick { code, message }) => {
+                    refusal = Some((code, message));
+                }
+                _ => {}
+            },
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let (code, msg) = refusal.clone().unwrap_or((ErrorCode::Internal, format!("closed: {frame:?}")));
+                return if is_final(code) { Ended::Final(code, msg) } else { Ended::Retry(msg) };
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    // Pump until either side ends.
+    loop {
+        tokio::select! {
+            frame = out.recv() => match frame {
+                Some(frame) => {
+                    if let Err(err) = ws.send(Message::Binary(frame.into())).await {
+                        return Ended::Retry(format!("sending failed: {err}"));
+                    }
+                }
+                None => {
+                    let _ = ws.close(None).await;
+                    return Ended::Stopped;
+                }
+            },
+            incoming = ws.next() => match incoming {
+                Some(Ok(Message::Binary(bytes))) => {
+                    if events.send(HubEvent::Frame(bytes.to_vec())).is_err() {
+                        return Ended::Stopped;
+                    }
+                }
+                Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerControl>(text.as_str()) {
+                    Ok(ServerControl::Kick { code, message }) if is_final(code) => return Ended::Final(code, message),
+                    Ok(ctrl) => {
+                        if events.send(HubEvent::Control(ctrl)).is_err() {
+                            return Ended::Stopped;
+                        }
+                    }
+                    Err(err) => tracing::warn!(%err, "unreadable control frame from the hub"),
+                },
+                Some(Ok(Message::Close(frame))) => return Ended::Retry(format!("the hub closed the connection: {frame:?}")),
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Ended::Retry(format!("connection error: {err}")),
+                None => return Ended::Retry("connection closed".into()),
+            },
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! weft-lsp: `weft lsp`, the bridge between one editor and a weft hub —
+//! and the only crate that knows LSP (architecture invariant 1).
+//!
+//! The editor starts it as a language server on stdio. [`transport`] frames
+//! JSON-RPC; [`bridge`] is the single-threaded main loop that owns every
+//! document (ordering guaranteed by construction, see
+//! docs/decisions/0006-sequential-lsp-loop.md); [`hub_link`] is the
+//! WebSocket to the hub with reconnects; [`hub_api`] makes the few REST
+//! calls sharing needs; [`link`] parses share links. The CRDT and OT logic
+//! is `weft_core::replica`.
+
+pub mod bridge;
+pub mod hub_api;
+pub mod hub_link;
+pub mod link;
+pub mod transport;
+
+pub use bridge::BridgeConfig;
+
+/// Runs the bridge on stdin/stdout until the editor exits.
+pub fn run_stdio(config: BridgeConfig) -> anyhow::Result<()> {
+    let transport = transport::stdio()?;
+    let Some(bridge) = bridge::Bridge::initialize(&transport.incoming, transport.outgoing.clone(), config)? else {
+        return Ok(());
+    };
+    bridge.run(transport.incoming)?;
+    // The bridge queued a stop after its last message: wait for the writer
+    // to flush. The reader thread stays blocked on stdin and ends with the
+    // process.
+    if transport.writer.join().is_err() {
+        tracing::error!("the LSP writer thread panicked");
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! LSP base protocol on stdio: `Content-Length` framing, one reader and
+//! one writer thread, and nothing but JSON-RPC on stdout (architecture
+//! invariant 7: logs go to stderr or a file, never here).
+//!
+//! Unlike `lsp_server::Connection::stdio`, a body that is not valid
+//! JSON-RPC does not end the connection: it is answered with a JSON-RPC
+//! parse error (id `null`) and reading goes on. Broken framing (no or bad
+//! `Content-Length`) cannot be resynchronised and ends the session.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use lsp_server::Message;
+
+/// Largest message accepted from the editor (a whole file in a didOpen fits).
+const MAX_BODY: usize = 256 * 1024 * 1024;
+
+/// What the reader produced.
+#[derive(Debug)]
+pub enum Incoming {
+    Message(Message),
+    /// A body that was not a JSON-RPC message; answered already.
+    Garbage(String),
+}
+
+/// Channels to and from the editor, and the threads behind them. Sending
+/// `None` on `outgoing` makes the writer flush and stop.
+pub struct Transport {
+    pub incoming: Receiver<Incoming>,
+    pub outgoing: Sender<Option<String>>,
+    pub reader: JoinHandle<()>,
+    pub writer: JoinHandle<()>,
+}
+
+/// Serialises a message for [`Transport::outgoing`], with the
+/// `"jsonrpc": "2.0"` member every JSON-RPC message must carry.
+pub fn encode(msg: &Message) -> Option<String> {
+    let mut value = match serde_json::to_value(msg) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(%e, "could not encode a message");
+            return None;
+        }
+    };
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("jsonrpc".into(), "2.0".into());
+    }
+    Some(value.to_string())
+}
+
+/// Starts the threads over stdin/stdout.
+pub fn stdio() -> std::io::Result<Transport> {
+    over(std::io::stdin(), std::io::stdout())
+}
+
+/// Starts the threads over any pair of streams (tests use pipes).
+pub fn over(input: impl Read + Send + 'static, output: impl Write + Send + 'static) -> std::io::Result<Transport> {
+    let (in_tx, in_rx) = crossbeam_channel::unbounded();
+    let (out_tx, out_rx) = crossbeam_channel::unbounded::<Option<String>>();
+    let writer = std::thread::Builder::new().name("lsp-writer".into()).spawn(move || write_loop(output, out_rx))?;
+    let answers = out_tx.clone();
+    let reader =
+        std::thread::Builder::new().name("lsp-reader".into()).spawn(move || read_loop(input, in_tx, answers))?;
+    Ok(Transport { incoming: in_rx, outgoing: out_tx, reader, writer })
+}
+
+fn write_loop(output: impl Write, rx: Receiver<Option<String>>) {
+    let mut output = std::io::BufWriter::new(output);
+    for body in rx {
+        let Some(body) = body else { return };
+        let written = write!(output, "Content-Length: {}\r\n\r\n{}", body.len(), body).and_then(|()| output.flush());
+        if let Err(err) = written {
+            tracing::warn!(%err, "editor closed its end of stdout");
+            return;
+        }
+    }
+}
+
+fn read_loop(input: impl Read, tx: Sender<Incoming>, answers: Sender<Option<String>>) {
+    let mut input = BufReader::new(input);
+    loop {
+        let body = match read_frame(&mut input) {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(%err, "unreadable LSP framing from the editor; stopping");
+                return;
+            }
+        };
+        let incoming = match serde_json::from_slice::<Message>(&body) {
+            Ok(msg) => Incoming::Message(msg),
+            Err(err) => {
+                let (code, what) = if serde_json::from_slice::<serde_json::Value>(&body).is_ok() {
+                    (-32600, "invalid request")
+                } else {
+                    (-32700, "parse error")
+                };
+                let answer = serde_json::json!({
+                    "jsonrpc": "2.0", "id": null,
+                    "error": {"code": code, "message": format!("{what}: {err}")},
+                });
+                let _ = answers.send(Some(answer.to_string()));
+                Incoming::Garbage(format!("{what}: {err}"))
+            }
+        };
+        if tx.send(incoming).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one framed body; `None` at a clean end of input.
+fn read_frame(input: &mut impl BufRead) -> std::io::Result<Option<Vec<u8>>> {
+    let mut length: Option<usize> = None;
+    let mut line = String::new();
+    let mut first = true;
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return if first { Ok(None) } else { Err(std::io::Error::other("input ended inside a header")) };
+        }
+        first = false;
+        let header = line.trim_end_matches(['\r', '\n']);
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok();
+        }
+    }
+    let length = length.ok_or_else(|| std::io::Error::other("a message without a valid Content-Length header"))?;
+    if length > MAX_BODY {
+        return Err(std::io::Error::other(format!("a message of {length} bytes is over the {MAX_BODY} limit")));
+    }
+    let mut body = vec![0; length];
+    input.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_and_garbage() {
+        let mut input = Vec::new();
+        for body in [r#"{"jsonrpc":"2.0","method":"initialized","params":{}}"#, "{not json", r#"{"hello":1}"#] {
+            input.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        }
+        let (out_tx, out_rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        read_loop(&input[..], tx, out_tx);
+        let got: Vec<Incoming> = rx.try_iter().collect();
+        assert!(matches!(got[0], Incoming::Message(Message::Notification(_))));
+        assert!(matches!(&got[1], Incoming::Garbage(m) if m.starts_with("parse error")));
+        assert!(matches!(&got[2], Incoming::Garbage(m) if m.starts_with("invalid request")));
+        let answers: Vec<String> = out_rx.try_iter().flatten().collect();
+        assert_eq!(answers.len(), 2);
+        assert!(answers[0].contains("-32700") && answers[1].contains("-32600"));
+    }
+}

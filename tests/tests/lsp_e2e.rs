@@ -1,0 +1,207 @@
+//! End-to-end through two real `weft lsp` processes and a real hub: share
+//! from one editor, join from the other, type concurrently (multi-byte
+//! text included), kill and restart the hub mid-way, and check that both
+//! editor buffers — as rebuilt from the LSP streams the clients saw — end
+//! identical. One editor is driven by the npm `vscode-jsonrpc` client.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+use weft_tests::lsp::{LspEditor, file_uri};
+use weft_tests::{HubProcess, Rng, SNIPPETS};
+
+const T: Duration = Duration::from_secs(60);
+
+async fn type_randomly(editor: &mut LspEditor, uri: &str, rng: &mut Rng, n: usize) -> anyhow::Result<()> {
+    for _ in 0..n {
+        let len = editor.char_len(uri).unwrap_or(0);
+        let mut at = rng.below(len + 1);
+        while !editor.is_edit_boundary(uri, at) {
+            at -= 1;
+        }
+        if len > 20 && rng.below(4) == 0 {
+            let mut end = (at + 1 + rng.below(3)).min(len);
+            while !editor.is_edit_boundary(uri, end) {
+                end -= 1;
+            }
+            if end > at {
+                editor.delete(uri, at, end - at).await?;
+            }
+        } else {
+            editor.type_at(uri, at, SNIPPETS[rng.below(SNIPPETS.len())]).await?;
+        }
+        editor.pump(Duration::from_millis(rng.below(3) as u64)).await?;
+    }
+    Ok(())
+}
+
+fn write(root: &Path, rel: &str, text: &str) -> anyhow::Result<String> {
+    let path = root.join(rel);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, text)?;
+    Ok(file_uri(&path))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_converge_through_a_hub_that_restarts() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub_dir = dir.path().join("hub");
+    let mut hub = HubProcess::start(&hub_dir)?;
+    let port = hub.addr.port().to_string();
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let initial = "fn main() {\n    println!(\"héllo 🌍\");\r\n}\n";
+    let uri_a = write(&root_a, "src/main.rs", initial)?;
+    let uri_b = file_uri(&root_b.join("src/main.rs"));
+    std::fs::create_dir_all(root_b.join("src"))?;
+
+    let mut a = LspEditor::spawn_with(&dir.path().join("logs"), "alice", &[], &[("WEFT_HUB_TOKEN", &hub.admin)])?;
+    a.initialize("utf-16", "Alice").await?;
+    a.open(&uri_a, initial).await?;
+    let shared = a.share(&file_uri(&root_a), Some(&hub.ws_base())).await?;
+    let link = shared["links"]["editor"].as_str().unwrap_or_default().to_owned();
+    assert!(link.starts_with("weft://"), "{shared}");
+
+    let mut b = LspEditor::spawn(&dir.path().join("logs"), "bob")?;
+    b.initialize_offering(&["utf-8", "utf-16"], "Bob").await?;
+    let joined = b.join(&link, None, &file_uri(&root_b)).await?;
+    assert_eq!(joined["role"], "editor", "{joined}");
+    // Bob opens the file with nothing in it: the shared text wins.
+    b.open(&uri_b, "").await?;
+    b.wait_for("bob has the shared text", T, |e| e.text(&uri_b) == Some(initial)).await?;
+
+    // Concurrent typing in both editors.
+    let mut rng = Rng::from_env("lsp_e2e");
+    for _ in 0..4 {
+        type_randomly(&mut a, &uri_a, &mut rng, 25).await?;
+        type_randomly(&mut b, &uri_b, &mut rng, 25).await?;
+    }
+    let text = converge_two(&mut a, &uri_a, &mut b, &uri_b).await?;
+    assert!(!text.is_empty());
+
+    // Kill the hub, keep typing offline on both sides, restart it on the same port.
+    hub.kill9();
+    type_randomly(&mut a, &uri_a, &mut rng, 20).await?;
+    a.type_at(&uri_a, 0, "// offline A 🦀\n").await?;
+    type_randomly(&mut b, &uri_b, &mut rng, 20).await?;
+    b.type_at(&uri_b, 0, "// offline B 日本\n").await?;
+    let status = a.status().await?;
+    assert_eq!(status["state"], "connecting", "{status}");
+    let _hub = HubProcess::start_with(&hub_dir, &["--listen", &format!("127.0.0.1:{port}")])?;
+    let text = converge_two(&mut a, &uri_a, &mut b, &uri_b).await?;
+    assert!(text.contains("// offline A 🦀\n") && text.contains("// offline B 日本\n"), "offline edits lost: {text:?}");
+    let status = b.status().await?;
+    assert_eq!(status["state"], "connected", "{status}");
+    assert!(a.violations.is_empty() && b.violations.is_empty());
+    a.shutdown().await?;
+    b.shutdown().await?;
+    Ok(())
+}
+
+async fn converge_two(a: &mut LspEditor, uri_a: &str, b: &mut LspEditor, uri_b: &str) -> anyhow::Result<String> {
+    // The two buffers have different URIs (different roots), so compare
+    // texts directly while pumping both.
+    let deadline = tokio::time::Instant::now() + T;
+    let mut stable = 0;
+    loop {
+        a.pump(Duration::from_millis(20)).await?;
+        b.pump(Duration::from_millis(20)).await?;
+        let (ta, tb) = (a.text(uri_a).unwrap_or_default().to_owned(), b.text(uri_b).unwrap_or_default().to_owned());
+        stable = if ta == tb { stable + 1 } else { 0 };
+        if stable >= 10 {
+            return Ok(ta);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "editors did not converge: {} vs {} chars\nA: {:?}\nB: {:?}\n{}{}",
+            ta.chars().count(),
+            tb.chars().count(),
+            ta,
+            tb,
+            a.log_tail(),
+            b.log_tail()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_a_thousand_changes_arrives_in_order() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("w");
+    let uri = write(&root, "burst.txt", "")?;
+    let mut a = LspEditor::spawn(&dir.path().join("logs"), "burst")?;
+    a.initialize("utf-32", "Burst").await?;
+    a.open(&uri, "").await?;
+    // No hub given: the bridge starts an embedded one.
+    let shared = a.share(&file_uri(&root), None).await?;
+    let link = shared["links"]["editor"].as_str().unwrap_or_default().to_owned();
+    // 1,000 back-to-back didChange notifications without reading anything.
+    let mut expected = String::new();
+    for n in 0..1000 {
+        let piece = format!("{}{}", n % 10, if n % 50 == 49 { "\n" } else { "" });
+        a.type_at(&uri, expected.chars().count(), &piece).await?;
+        expected.push_str(&piece);
+    }
+    let status = a.status().await?;
+    assert_eq!((status["state"].as_str(), status["documents"].as_u64()), (Some("connected"), Some(1)), "{status}");
+    // A second bridge joining sees exactly that text: nothing reordered.
+    let mut b = LspEditor::spawn(&dir.path().join("logs"), "reader")?;
+    b.initialize("utf-16", "Reader").await?;
+    let root_b = dir.path().join("r");
+    std::fs::create_dir_all(&root_b)?;
+    b.join(&link, None, &file_uri(&root_b)).await?;
+    let uri_b = file_uri(&root_b.join("burst.txt"));
+    b.open(&uri_b, "").await?;
+    b.wait_for("reader has the burst in order", T, |e| e.text(&uri_b) == Some(expected.as_str())).await?;
+    assert_eq!(a.text(&uri), Some(expected.as_str()));
+    a.shutdown().await?;
+    b.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_errors_not_crashes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("w");
+    let uri = write(&root, "x.txt", "abc")?;
+    let mut a = LspEditor::spawn(&dir.path().join("logs"), "bad")?;
+    a.initialize("utf-16", "Bad").await?;
+    // Unknown method → MethodNotFound.
+    let err = a.request("weft/nope", json!({})).await.expect_err("must fail");
+    assert!(format!("{err:#}").contains("-32601"), "{err:#}");
+    // Bad params → InvalidParams.
+    let err = a.request("weft/join", json!({"link": 5})).await.expect_err("must fail");
+    assert!(format!("{err:#}").contains("-32602"), "{err:#}");
+    // A link to nowhere → a clear failure, not a hang.
+    let err = a.request("weft/join", json!({"link": "weft://127.0.0.1:1/s/abc#t", "root": file_uri(&root)})).await;
+    assert!(err.is_err());
+    // Malformed JSON → parse error with id null; the server keeps going.
+    a.send_raw(b"Content-Length: 9\r\n\r\n{not json").await?;
+    // didChange for a document never opened, ranges past the end, stale versions.
+    a.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": "file:///nowhere.txt", "version": 3}, "contentChanges": [{"text": "x"}]}),
+    )
+    .await?;
+    a.open(&uri, "abc").await?;
+    a.share(&file_uri(&root), None).await?;
+    a.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"range": {"start": {"line": 9, "character": 0}, "end": {"line": 99, "character": 5}}, "text": "!"}]}),
+    )
+    .await?;
+    a.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 1}, "contentChanges": [{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}, "text": ">"}]}),
+    )
+    .await?;
+    a.notify("weft/verify", json!({"uri": "not a uri", "version": 1, "sha256": "00"})).await?;
+    let status = a.status().await?;
+    assert_eq!(status["state"], "connected", "the bridge is alive: {status}");
+    assert!(!a.errors_without_id.is_empty(), "the parse error was answered");
+    assert!(a.is_running());
+    a.shutdown().await?;
+    Ok(())
+}
