@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use weft_tests::lsp::{LspEditor, file_uri};
+use weft_tests::lsp::{Echo, LspEditor, file_uri};
 use weft_tests::{HubProcess, Rng, SNIPPETS};
 
 const T: Duration = Duration::from_secs(60);
@@ -72,14 +72,26 @@ async fn two_bridges_converge_through_a_hub_that_restarts() -> anyhow::Result<()
     b.open(&uri_b, "").await?;
     b.wait_for("bob has the shared text", T, |e| e.text(&uri_b) == Some(initial)).await?;
 
-    // Concurrent typing in both editors.
+    // Concurrent typing in both editors; the editors report applied edits
+    // in different shapes (trimmed, merged into one change).
+    a.set_echo(Echo::Trimmed);
+    b.set_echo(Echo::Merged);
     let mut rng = Rng::from_env("lsp_e2e");
     for _ in 0..4 {
         type_randomly(&mut a, &uri_a, &mut rng, 25).await?;
         type_randomly(&mut b, &uri_b, &mut rng, 25).await?;
     }
+    // Remote edits delivered late: B holds them while both keep typing, so
+    // they go stale and are refused, then recomputed and resent.
+    b.set_hold_apply_edits(true);
+    type_randomly(&mut a, &uri_a, &mut rng, 15).await?;
+    type_randomly(&mut b, &uri_b, &mut rng, 15).await?;
+    b.release_apply_edits().await?;
+    b.set_hold_apply_edits(false);
     let text = converge_two(&mut a, &uri_a, &mut b, &uri_b).await?;
     assert!(!text.is_empty());
+    let (_, refused) = b.apply_edit_counts();
+    assert!(refused > 0, "the held edits should have been refused as stale");
 
     // Kill the hub, keep typing offline on both sides, restart it on the same port.
     hub.kill9();
@@ -203,5 +215,105 @@ async fn bad_input_gets_errors_not_crashes() -> anyhow::Result<()> {
     assert!(!a.errors_without_id.is_empty(), "the parse error was answered");
     assert!(a.is_running());
     a.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vscode_jsonrpc_client_and_rust_client_converge() -> anyhow::Result<()> {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
+    assert!(js.join("node_modules/vscode-jsonrpc").exists(), "run `npm ci --prefix tests/js` (scripts/test does)");
+    let dir = tempfile::tempdir()?;
+    let hub = HubProcess::start(&dir.path().join("hub"))?;
+    let root_a = dir.path().join("a");
+    let uri_a = write(&root_a, "lib/mod.rs", "// shared\n")?;
+    let mut a = LspEditor::spawn_with(&dir.path().join("logs"), "rust", &[], &[("WEFT_HUB_TOKEN", &hub.admin)])?;
+    a.initialize("utf-8", "Rust").await?;
+    a.open(&uri_a, "// shared\n").await?;
+    let shared = a.share(&file_uri(&root_a), Some(&hub.ws_base())).await?;
+    let link = shared["links"]["editor"].as_str().unwrap_or_default().to_owned();
+
+    let root_b = dir.path().join("b");
+    std::fs::create_dir_all(&root_b)?;
+    let node = tokio::process::Command::new("node")
+        .arg(js.join("lsp-editor.mjs"))
+        .args(["--weft", &weft_tests::weft_bin().to_string_lossy(), "--root", &file_uri(&root_b), "--join", &link])
+        .args([
+            "--file",
+            "lib/mod.rs",
+            "--edits",
+            "60",
+            "--seed",
+            "11",
+            "--encoding",
+            "utf-16",
+            "--timeout-ms",
+            "50000",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let node = tokio::spawn(node);
+    // Type concurrently while the node editor types.
+    let mut rng = Rng::from_env("vscode_jsonrpc");
+    type_randomly(&mut a, &uri_a, &mut rng, 60).await?;
+    let out = tokio::time::timeout(T, node).await???;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "lsp-editor.mjs failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let text = result["text"].as_str().unwrap_or_default().to_owned();
+    a.wait_for("the Rust editor matches the vscode-jsonrpc editor", T, |e| e.text(&uri_a) == Some(text.as_str()))
+        .await?;
+    assert!(result["violations"].as_array().is_some_and(Vec::is_empty), "{result}");
+    a.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_cannot_edit_and_divergence_is_repaired() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root_a = dir.path().join("a");
+    let uri_a = write(&root_a, "notes.md", "# notes\n")?;
+    let mut a = LspEditor::spawn(&dir.path().join("logs"), "owner")?;
+    a.initialize("utf-16", "Owner").await?;
+    a.open(&uri_a, "# notes\n").await?;
+    let shared = a.share(&file_uri(&root_a), None).await?;
+    let viewer_link = shared["links"]["viewer"].as_str().unwrap_or_default().to_owned();
+
+    let root_b = dir.path().join("b");
+    std::fs::create_dir_all(&root_b)?;
+    let uri_b = file_uri(&root_b.join("notes.md"));
+    let mut b = LspEditor::spawn(&dir.path().join("logs"), "viewer")?;
+    b.initialize("utf-16", "Viewer").await?;
+    let joined = b.join(&viewer_link, None, &file_uri(&root_b)).await?;
+    assert_eq!(joined["role"], "viewer");
+    b.open(&uri_b, "").await?;
+    b.wait_for("viewer synced", T, |e| e.text(&uri_b) == Some("# notes\n")).await?;
+    // The viewer types: it is told, and its buffer is brought back.
+    b.type_at(&uri_b, 0, "vandal ").await?;
+    b.wait_notification("window/showMessage", T, |p| p["message"].as_str().is_some_and(|m| m.contains("read-only")))
+        .await?;
+    b.wait_for("viewer buffer restored", T, |e| e.text(&uri_b) == Some("# notes\n")).await?;
+    // The owner's edits still reach the viewer; the vandalism never reached the owner.
+    a.type_at(&uri_a, 8, "- one 🦀\n").await?;
+    b.wait_for("viewer sees the owner's edit", T, |e| e.text(&uri_b) == Some("# notes\n- one 🦀\n")).await?;
+    a.pump(Duration::from_millis(100)).await?;
+    assert_eq!(a.text(&uri_a), Some("# notes\n- one 🦀\n"));
+
+    // weft/verify with a hash that does not match: the bridge repairs the
+    // buffer with the shared text (a whole-buffer edit) and says so.
+    let before = a.apply_edits.len();
+    let version = a.version(&uri_a).unwrap_or_default();
+    a.notify("weft/verify", json!({"uri": uri_a, "version": version, "sha256": "0".repeat(64)})).await?;
+    a.wait_for("a repair edit", T, |e| e.apply_edits.len() > before).await?;
+    a.wait_notification("window/logMessage", T, |p| p["message"].as_str().is_some_and(|m| m.contains("diverged")))
+        .await?;
+    a.pump(Duration::from_millis(100)).await?;
+    assert_eq!(a.text(&uri_a), Some("# notes\n- one 🦀\n"));
+    // A matching hash changes nothing.
+    let before = a.apply_edits.len();
+    a.verify(&uri_a).await?;
+    a.pump(Duration::from_millis(200)).await?;
+    assert_eq!(a.apply_edits.len(), before, "a correct hash must not trigger a repair");
+    a.shutdown().await?;
+    b.shutdown().await?;
     Ok(())
 }

@@ -555,9 +555,10 @@ impl Replica {
         )));
         let id = self.next_id;
         self.next_id += 1;
-        // The editor's real text is unknown; a range to a far line makes
-        // editors clamp it to their actual end.
-        let far = Pos { line: self.shadow.len_lines() as u32 + 1_000_000, character: 0 };
+        // The editor's real text is unknown; the range ends where the
+        // bridge believes it ends (a valid position for any editor; if the
+        // editor holds more, the next verify finds the rest and repairs again).
+        let far = positions::end_pos(&self.shadow, self.enc);
         let text = self.crdt.clone();
         self.unsent = ChangeSet::identity(self.crdt.len_chars());
         self.sent = Some(Sent::Full { id, text: text.clone() });
