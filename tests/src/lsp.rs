@@ -655,6 +655,8 @@ pub struct LspEditor {
     echo: Echo,
     echo_before_answer: bool,
     lenient_positions: bool,
+    /// Out-of-range edit positions that were clamped (lenient mode only).
+    pub clamped: Vec<String>,
     closed: Option<String>,
     /// Every notification the server sent, in order.
     pub notifications: Vec<Notification>,
@@ -809,6 +811,7 @@ impl LspEditor {
             echo: Echo::Exact,
             echo_before_answer: false,
             lenient_positions: false,
+            clamped: Vec::new(),
             closed: None,
             notifications: Vec::new(),
             server_requests: Vec::new(),
@@ -878,7 +881,7 @@ impl LspEditor {
     }
 
     /// Clamp bad positions in server edits like VS Code instead of refusing
-    /// them (a violation is recorded either way).
+    /// them (each clamp is recorded in `clamped`, not as a violation).
     pub fn set_lenient_positions(&mut self, lenient: bool) {
         self.lenient_positions = lenient;
     }
@@ -1517,7 +1520,8 @@ impl LspEditor {
             match apply_text_edits(&text, &edits, enc, self.echo, false) {
                 Ok(applied) => results.push((uri, version, edits.is_empty(), applied)),
                 Err(err) if self.lenient_positions => {
-                    self.violations.push(format!("edit of {uri} v{version} (clamped): {err}"));
+                    // VS Code clamps such ranges too: recorded, not a violation.
+                    self.clamped.push(format!("edit of {uri} v{version}: {err}"));
                     match apply_text_edits(&text, &edits, enc, self.echo, true) {
                         Ok(applied) => results.push((uri, version, edits.is_empty(), applied)),
                         Err(err) => return Err(self.violation(format!("edit of {uri} v{version}: {err}"))),

@@ -46,7 +46,8 @@ struct LspArgs {
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "WEFT_LOG", default_value = "info")]
     log: String,
-    /// Display name shown to others (else the editor's setting, git's user.name, the OS user).
+    /// Display name shown to others when the editor sends none in
+    /// initializationOptions.name (default: git's user.name, else the OS user).
     #[arg(long, env = "WEFT_NAME")]
     name: Option<String>,
     /// Hub to share on (ws://HOST:PORT); without it, sharing starts an embedded hub.
@@ -109,10 +110,15 @@ fn run_lsp(args: LspArgs) -> anyhow::Result<()> {
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
         }
-        None => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
+        // Editors capture stderr into log panes: no colour codes.
+        None => tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::io::stderr).init(),
     }
     let config = weft_lsp::BridgeConfig { name: args.name, hub: args.hub, hub_token: args.hub_token };
-    weft_lsp::run_stdio(config)
+    // LSP: exit code 0 only if `shutdown` came before `exit`.
+    if !weft_lsp::run_stdio(config)? {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

@@ -39,6 +39,8 @@ use crate::changeset::{ChangeSet, Mismatch};
 use crate::positions::{self, Encoding, Pos};
 
 const LOCAL: &str = "weft-local";
+/// Repairs attempted in a row before the user is asked to reopen the file.
+pub const MAX_REPAIRS: u32 = 3;
 const REMOTE: &str = "weft-remote";
 
 /// A change the editor reported: a range in its encoding (`None` = the
@@ -84,8 +86,10 @@ enum Sent {
     /// An incremental edit of the shadow.
     Edit { id: u64, change: ChangeSet },
     /// A whole-buffer replacement after divergence: the editor's text is
-    /// unknown until it answers.
-    Full { id: u64, text: Rope },
+    /// unknown until it answers. `echo_seen` records whether a change came
+    /// in meanwhile (then it was the repair's own echo, or the repair will
+    /// be refused as stale).
+    Full { id: u64, text: Rope, echo_seen: bool },
 }
 
 /// Remote text deltas captured by the observer, in UTF-16 units.
@@ -109,9 +113,17 @@ pub struct Replica {
     sent: Option<Sent>,
     unsent: ChangeSet,
     next_id: u64,
-    /// Ids of edits that can no longer apply (the editor moved on); their
-    /// answers are ignored.
+    /// Whether the first sync with the hub completed.
     synced: bool,
+    /// A repair was applied before its echo arrived: the next change is
+    /// that echo and is skipped (its ranges refer to the unknown text).
+    skip_echo: bool,
+    /// A repair was refused: send a new one (the shadow is not trusted).
+    repair_pending: bool,
+    /// Repairs in a row that did not help (no other change between them).
+    repairs: u32,
+    /// Editor changes since the last repair was sent.
+    changes_since_repair: u32,
     read_only: bool,
     /// Set when an edit was refused: wait for the editor's next change (or
     /// an explicit retry) before sending again.
@@ -132,6 +144,17 @@ impl std::fmt::Debug for Replica {
             .field("synced", &self.synced)
             .field("shadow_len", &self.shadow.len_chars())
             .field("crdt_len", &self.crdt.len_chars())
+            .field(
+                "sent",
+                &self.sent.as_ref().map(|s| match s {
+                    Sent::Edit { id, .. } => format!("edit #{id}"),
+                    Sent::Full { id, .. } => format!("repair #{id}"),
+                }),
+            )
+            .field("unsent_identity", &self.unsent.is_identity())
+            .field("hold", &self.hold)
+            .field("repair_pending", &self.repair_pending)
+            .field("skip_echo", &self.skip_echo)
             .finish()
     }
 }
@@ -191,6 +214,10 @@ impl Replica {
             sent: None,
             next_id: 1,
             synced: false,
+            skip_echo: false,
+            repair_pending: false,
+            repairs: 0,
+            changes_since_repair: 0,
             read_only: false,
             hold: false,
             captured,
@@ -237,7 +264,7 @@ impl Replica {
 
     /// Whether the editor holds the shared text (nothing in flight or queued).
     pub fn is_settled(&self) -> bool {
-        self.synced && self.sent.is_none() && self.unsent.is_identity()
+        self.synced && self.sent.is_none() && self.unsent.is_identity() && !self.repair_pending
     }
 
     /// The yrs document (read it; change it only through this type).
@@ -371,6 +398,7 @@ impl Replica {
             )));
         }
         self.hold = false;
+        self.changes_since_repair = self.changes_since_repair.saturating_add(1);
         if !self.synced {
             // Nothing is shared yet (the hub's state has not arrived): the
             // editor's text is only recorded, and decided on at sync.
@@ -380,14 +408,27 @@ impl Replica {
                 edit.apply(&mut self.shadow)?;
                 self.pre_sync = self.pre_sync.compose(&edit)?;
             }
+            // A buffer that stays unshared for long would grow this without
+            // bound: past a cap, its current text counts as "opened".
+            if self.pre_sync.ops().len() > 1024 {
+                self.opened = self.shadow.clone();
+                self.pre_sync = ChangeSet::identity(self.shadow.len_chars());
+            }
             self.unsent = diff(&self.shadow, &self.crdt);
             self.version = version;
             return Ok(());
         }
         let mut rest = changes;
-        if let Some(Sent::Full { .. }) = self.sent {
+        if let Some(Sent::Full { echo_seen, .. }) = &mut self.sent {
             // The editor's text is unknown until it answers the repair; its
             // changes cannot be interpreted and are superseded by the repair.
+            *echo_seen = true;
+            self.version = version;
+            return Ok(());
+        }
+        if std::mem::take(&mut self.skip_echo) || self.repair_pending {
+            // The repair's own echo, or a change to a buffer whose text is
+            // unknown until the pending repair lands: superseded by it.
             self.version = version;
             return Ok(());
         }
@@ -398,6 +439,13 @@ impl Replica {
                 self.sent = None;
                 rest = &changes[k..];
             }
+        }
+        // A change that is not the echo means the editor moved on: whatever
+        // is in flight cannot apply any more (its version is stale).
+        if !rest.is_empty()
+            && let Some(Sent::Edit { change, .. }) = self.sent.take()
+        {
+            self.unsent = change.compose(&self.unsent)?;
         }
         for change in rest {
             let (edit, notice) = to_change(&self.shadow, change, self.enc);
@@ -448,10 +496,6 @@ impl Replica {
         if edit.is_identity() {
             return Ok(());
         }
-        // Whatever is in flight can no longer apply: the editor moved on.
-        if let Some(Sent::Edit { change, .. }) = self.sent.take() {
-            self.unsent = change.compose(&self.unsent)?;
-        }
         if self.read_only {
             let inverse = invert(&edit, &self.shadow);
             edit.apply(&mut self.shadow)?;
@@ -491,7 +535,13 @@ impl Replica {
 
     /// The next edit to send to the editor, if one is due.
     pub fn poll_edit(&mut self) -> Option<EditRequest> {
-        if !self.synced || self.sent.is_some() || self.hold || self.unsent.is_identity() {
+        if !self.synced || self.sent.is_some() || self.hold {
+            return None;
+        }
+        if std::mem::take(&mut self.repair_pending) {
+            return Some(self.repair());
+        }
+        if self.unsent.is_identity() {
             return None;
         }
         let id = self.next_id;
@@ -521,12 +571,14 @@ impl Replica {
                     self.hold = true;
                 }
             }
-            Some(Sent::Full { id: sent, text }) if sent == id => {
+            Some(Sent::Full { id: sent, text, echo_seen }) if sent == id => {
                 if applied {
                     self.shadow = text;
+                    self.skip_echo = !echo_seen;
                 } else {
-                    // Try the repair again after the editor's next change.
-                    self.unsent = full_replace(&self.shadow, &self.crdt);
+                    // The editor's text is still unknown: repair again after
+                    // its next change (or the retry tick).
+                    self.repair_pending = true;
                     self.hold = true;
                 }
             }
@@ -543,26 +595,45 @@ impl Replica {
     /// Checks the editor's hash of its buffer at `version`. On mismatch
     /// returns the edit that replaces the buffer with the shared text.
     pub fn verify(&mut self, version: i32, sha256_hex: &str) -> Option<EditRequest> {
-        if version != self.version || self.sent.is_some() || !self.synced {
+        if version != self.version || self.sent.is_some() || !self.synced || self.repair_pending {
             return None;
         }
         let mine = sha256_hex_of(&self.shadow);
         if mine.eq_ignore_ascii_case(sha256_hex) {
+            self.repairs = 0;
             return None;
         }
+        if self.repairs >= MAX_REPAIRS && self.changes_since_repair <= 1 {
+            if self.repairs == MAX_REPAIRS {
+                self.repairs += 1;
+                self.notices.push(Notice::Show(
+                    "weft cannot bring this buffer back in line with the shared text; close and reopen the file."
+                        .to_owned(),
+                ));
+            }
+            return None;
+        }
+        // Only the repair's own echo since the last repair: it did not help.
+        self.repairs = if self.changes_since_repair <= 1 { self.repairs + 1 } else { 1 };
+        self.changes_since_repair = 0;
         self.notices.push(Notice::Warn(format!(
             "editor buffer diverged at version {version} (hash {sha256_hex}, expected {mine}); replacing it with the shared text"
         )));
+        Some(self.repair())
+    }
+
+    /// A whole-buffer replacement with the shared text. The editor's real
+    /// text is unknown, so the range ends at line 2³¹−1 (LSP's largest
+    /// position), which editors clamp to their actual end: VS Code
+    /// validates ranges that way and Neovim's `apply_text_edits` does too.
+    fn repair(&mut self) -> EditRequest {
         let id = self.next_id;
         self.next_id += 1;
-        // The editor's real text is unknown; the range ends where the
-        // bridge believes it ends (a valid position for any editor; if the
-        // editor holds more, the next verify finds the rest and repairs again).
-        let far = positions::end_pos(&self.shadow, self.enc);
+        let end = Pos { line: i32::MAX as u32, character: 0 };
         let text = self.crdt.clone();
         self.unsent = ChangeSet::identity(self.crdt.len_chars());
-        self.sent = Some(Sent::Full { id, text: text.clone() });
-        Some(EditRequest { id, version, edits: vec![(Pos { line: 0, character: 0 }, far, text.to_string())] })
+        self.sent = Some(Sent::Full { id, text: text.clone(), echo_seen: false });
+        EditRequest { id, version: self.version, edits: vec![(Pos { line: 0, character: 0 }, end, text.to_string())] }
     }
 
     /// Encodes the whole shared state as one update (for tests and snapshots).
@@ -626,9 +697,4 @@ fn invert(change: &ChangeSet, base: &Rope) -> ChangeSet {
         }
     }
     inv
-}
-
-/// A change set replacing all of `from` with `to`.
-fn full_replace(from: &Rope, to: &Rope) -> ChangeSet {
-    ChangeSet::replace(from.len_chars(), 0, from.len_chars(), &to.to_string())
 }

@@ -93,6 +93,8 @@ fn naive_index(text: &[char], pos: Pos, enc: Encoding) -> usize {
 enum ToBridge {
     Change(i32, Vec<EditorChange>),
     Answer(u64, bool),
+    /// `weft/verify`: the editor's version and the hash of its buffer.
+    Verify(i32, String),
 }
 
 struct Editor {
@@ -116,6 +118,7 @@ struct Sim {
     hub: SharedDoc,
     peers: Vec<Peer>,
     inserts_only: bool,
+    corruption: bool,
     next_token: u32,
     tokens: Vec<char>,
 }
@@ -157,7 +160,15 @@ impl Sim {
             peer.to_hub.push_back(peer.bridge.step1());
             peers.push(peer);
         }
-        Sim { rng, hub: SharedDoc::new(1), peers, inserts_only, next_token: 0, tokens: Vec::new() }
+        Sim {
+            rng,
+            hub: SharedDoc::new(1),
+            peers,
+            inserts_only,
+            corruption: !inserts_only,
+            next_token: 0,
+            tokens: Vec::new(),
+        }
     }
 
     fn after_bridge_input(&mut self, p: usize) {
@@ -166,9 +177,16 @@ impl Sim {
             peer.to_hub.push_back(Message::Sync(SyncMessage::Update(update)).encode_v1());
         }
         if let Some(req) = peer.bridge.poll_edit() {
+            if std::env::var("WEFT_DEBUG").is_ok() {
+                eprintln!("p{p} edit #{} v{} ({} ranges)", req.id, req.version, req.edits.len());
+            }
             peer.editor.inbox.push_back(req);
         }
-        peer.bridge.take_notices();
+        for n in peer.bridge.take_notices() {
+            if std::env::var("WEFT_DEBUG").is_ok() {
+                eprintln!("peer {p}: {n:?}");
+            }
+        }
     }
 
     fn type_something(&mut self, p: usize) {
@@ -258,8 +276,34 @@ impl Sim {
         let Some(msg) = self.peers[p].to_bridge.pop_front() else { return };
         let bridge = &mut self.peers[p].bridge;
         match msg {
-            ToBridge::Change(version, changes) => bridge.did_change(version, &changes).expect("did_change"),
-            ToBridge::Answer(id, applied) => bridge.edit_answered(id, applied).expect("answer"),
+            ToBridge::Change(version, changes) => {
+                if std::env::var("WEFT_DEBUG").is_ok() {
+                    eprintln!(
+                        "p{p} change v{version} ({} changes) {bridge:?} settled {}",
+                        changes.len(),
+                        bridge.is_settled()
+                    );
+                }
+                bridge.did_change(version, &changes).expect("did_change")
+            }
+            ToBridge::Answer(id, applied) => {
+                if std::env::var("WEFT_DEBUG").is_ok() {
+                    eprintln!("p{p} answer #{id} {applied}");
+                }
+                bridge.edit_answered(id, applied).expect("answer")
+            }
+            ToBridge::Verify(version, hash) => {
+                if std::env::var("WEFT_DEBUG").is_ok() {
+                    eprintln!(
+                        "verify p{p} editor v{version} bridge v{} settled {}",
+                        bridge.version(),
+                        bridge.is_settled()
+                    );
+                }
+                if let Some(repair) = bridge.verify(version, &hash) {
+                    self.peers[p].editor.inbox.push_back(repair);
+                }
+            }
         }
         self.after_bridge_input(p);
     }
@@ -306,15 +350,36 @@ impl Sim {
         }
     }
 
+    /// The editor's buffer silently loses a character (a buggy editor or
+    /// extension): only `weft/verify` can notice.
+    fn corrupt(&mut self, p: usize) {
+        let text = &mut self.peers[p].editor.text;
+        if !text.is_empty() {
+            let at = self.rng.below(text.len());
+            text.remove(at);
+        }
+    }
+
+    fn send_verify(&mut self, p: usize) {
+        let editor = &self.peers[p].editor;
+        let text: String = editor.text.iter().collect();
+        let hash = weft_core::replica::sha256_hex_of(&ropey::Rope::from_str(&text));
+        let version = editor.version;
+        self.peers[p].to_bridge.push_back(ToBridge::Verify(version, hash));
+    }
+
     fn step(&mut self, typing: bool) {
         let p = self.rng.below(self.peers.len());
         match self.rng.below(100) {
             0..=24 if typing => self.type_something(p),
+            0 if !typing => self.send_verify(p),
             25..=39 => self.editor_takes_edit(p),
             40..=59 => self.bridge_takes_editor_message(p),
             60..=74 => self.hub_takes(p),
             75..=94 => self.bridge_takes_hub_message(p),
             95 if typing => self.toggle_online(p),
+            96 if typing && self.corruption => self.corrupt(p),
+            97 => self.send_verify(p),
             _ => {
                 self.peers[p].bridge.retry();
                 self.after_bridge_input(p);
@@ -351,15 +416,23 @@ fn run_case(seed: u64, peers: usize, steps: usize, inserts_only: bool) -> Result
         }
     }
     let mut rounds = 0;
-    while !sim.quiet() {
-        rounds += 1;
-        if rounds > 200_000 {
-            return Err(format!(
-                "no quiescence; states: {:?}",
-                sim.peers.iter().map(|p| &p.bridge).collect::<Vec<_>>()
-            ));
+    loop {
+        while !sim.quiet() {
+            rounds += 1;
+            if rounds > 200_000 {
+                let states: Vec<_> = sim.peers.iter().map(|p| &p.bridge).collect();
+                return Err(format!("no quiescence; states: {states:?}"));
+            }
+            sim.step(false);
         }
-        sim.step(false);
+        // Quiet: every editor verifies its buffer, as extensions do when idle.
+        for p in 0..sim.peers.len() {
+            sim.send_verify(p);
+            sim.bridge_takes_editor_message(p);
+        }
+        if sim.quiet() {
+            break;
+        }
     }
     let hub = sim.hub_text();
     for (i, peer) in sim.peers.iter().enumerate() {
@@ -399,8 +472,11 @@ fn run_many(name: &str, peers: usize, steps: usize, inserts_only: bool) {
     eprintln!("{name}: base seed {base}, {n} cases");
     for i in 0..n {
         let seed = base.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        if let Err(err) = run_case(seed, peers, steps, inserts_only) {
-            panic!("{name} failed; replay with WEFT_SEED={seed}\n{err}");
+        let outcome = std::panic::catch_unwind(|| run_case(seed, peers, steps, inserts_only));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => panic!("{name} failed; replay with WEFT_SEED={seed}\n{err}"),
+            Err(_) => panic!("{name} panicked; replay with WEFT_SEED={seed}"),
         }
     }
 }

@@ -230,8 +230,9 @@ impl Bridge {
         }))
     }
 
-    /// Handles messages until the editor sends `exit` or goes away.
-    pub fn run(mut self, incoming: Receiver<Incoming>) -> anyhow::Result<()> {
+    /// Handles messages until the editor sends `exit` or goes away; returns
+    /// whether `shutdown` came first.
+    pub fn run(mut self, incoming: Receiver<Incoming>) -> anyhow::Result<bool> {
         let tick = crossbeam_channel::tick(RETRY_TICK);
         loop {
             select! {
@@ -255,7 +256,7 @@ impl Bridge {
         }
         self.session = None;
         let _ = self.out.send(None);
-        Ok(())
+        Ok(self.shutting_down)
     }
 
     fn send(&self, msg: Message) {
@@ -411,7 +412,7 @@ impl Bridge {
             .map(|c| EditorChange { range: c.range.map(|r| (to_pos(r.start), to_pos(r.end))), text: c.text })
             .collect();
         if let Err(err) = replica.did_change(p.text_document.version, &changes) {
-            tracing::error!(%err, %uri, "a change could not be applied; resynchronising the buffer");
+            tracing::error!(%err, %uri, "a change could not be applied; the next weft/verify will repair the buffer");
         }
     }
 
@@ -583,7 +584,9 @@ impl Bridge {
                     }
                     call.await.ok()
                 };
-                self.runtime.block_on(call).map(|l| l.participants.len())
+                // The count is a nicety: never hold the editor's loop for long.
+                let call = async { tokio::time::timeout(Duration::from_secs(2), call).await };
+                self.runtime.block_on(call).ok().flatten().map(|l| l.participants.len())
             })
             .flatten();
         StatusResult { state: session.state, session: Some(session.id.clone()), role: session.role, peers, documents }
@@ -669,7 +672,7 @@ impl Bridge {
     ) {
         let creds =
             Credentials { token: token.clone(), password: password.clone(), name: self.name.clone(), kind: self.kind };
-        let url = format!("ws://{authority}/ws/{id}");
+        let url = crate::link::ws_url(&authority, &id);
         let link = hub_link::start(self.runtime.handle(), url, creds, self.hub_tx.clone());
         // Documents already open start over as the editor holds them now.
         for (uri, replica) in self.docs.iter_mut() {

@@ -17,18 +17,19 @@ pub mod transport;
 
 pub use bridge::BridgeConfig;
 
-/// Runs the bridge on stdin/stdout until the editor exits.
-pub fn run_stdio(config: BridgeConfig) -> anyhow::Result<()> {
+/// Runs the bridge on stdin/stdout until the editor exits. Returns whether
+/// the editor asked for `shutdown` before `exit` (LSP's clean exit).
+pub fn run_stdio(config: BridgeConfig) -> anyhow::Result<bool> {
     let transport = transport::stdio()?;
     let Some(bridge) = bridge::Bridge::initialize(&transport.incoming, transport.outgoing.clone(), config)? else {
-        return Ok(());
+        return Ok(false);
     };
-    bridge.run(transport.incoming)?;
+    let clean = bridge.run(transport.incoming)?;
     // The bridge queued a stop after its last message: wait for the writer
     // to flush. The reader thread stays blocked on stdin and ends with the
     // process.
     if transport.writer.join().is_err() {
         tracing::error!("the LSP writer thread panicked");
     }
-    Ok(())
+    Ok(clean)
 }

@@ -2,8 +2,7 @@
 //!
 //! A link is `weft://HOST:PORT/s/SESSION#TOKEN`: the hub's address, the
 //! session, and the secret after `#` (a fragment never reaches a server or
-//! its logs). `https://` and `http://` links with the same path are
-//! accepted too. This module only parses; it connects to nothing.
+//! its logs). This module only parses; it connects to nothing.
 
 use anyhow::{Context as _, bail};
 
@@ -20,7 +19,7 @@ impl Link {
     /// Parses a link URL.
     pub fn parse(link: &str) -> anyhow::Result<Link> {
         let url = url::Url::parse(link.trim()).context("the link is not a URL")?;
-        if !matches!(url.scheme(), "weft" | "http" | "https") {
+        if url.scheme() != "weft" {
             bail!("links start with weft:// (got {}://)", url.scheme());
         }
         let host = url.host_str().context("the link has no host")?;
@@ -39,8 +38,13 @@ impl Link {
 
     /// The weft-protocol WebSocket URL of the session.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws/{}", self.authority, self.session)
+        ws_url(&self.authority, &self.session)
     }
+}
+
+/// The weft-protocol WebSocket URL of `session` on the hub at `authority`.
+pub fn ws_url(authority: &str, session: &str) -> String {
+    format!("ws://{authority}/ws/{session}")
 }
 
 /// `host:port` of a hub given as `ws://host:port`, `http://host:port` or `host:port`.
