@@ -93,8 +93,16 @@ async fn two_bridges_converge_through_a_hub_that_restarts() -> anyhow::Result<()
     let (_, refused) = b.apply_edit_counts();
     assert!(refused > 0, "the held edits should have been refused as stale");
 
+    // A second shared file, synced while the hub is up.
+    let lib_a = write(&root_a, "src/lib.rs", "// lib\n")?;
+    a.open(&lib_a, "// lib\n").await?;
+    a.pump(Duration::from_millis(200)).await?;
+
     // Kill the hub, keep typing offline on both sides, restart it on the same port.
     hub.kill9();
+    // Edited and closed while offline: the edit must still reach the hub.
+    a.type_at(&lib_a, 7, "offline lib 🦀\n").await?;
+    a.close(&lib_a).await?;
     type_randomly(&mut a, &uri_a, &mut rng, 20).await?;
     a.type_at(&uri_a, 0, "// offline A 🦀\n").await?;
     type_randomly(&mut b, &uri_b, &mut rng, 20).await?;
@@ -106,6 +114,10 @@ async fn two_bridges_converge_through_a_hub_that_restarts() -> anyhow::Result<()
     assert!(text.contains("// offline A 🦀\n") && text.contains("// offline B 日本\n"), "offline edits lost: {text:?}");
     let status = b.status().await?;
     assert_eq!(status["state"], "connected", "{status}");
+    let lib_b = file_uri(&root_b.join("src/lib.rs"));
+    b.open(&lib_b, "").await?;
+    b.wait_for("the edit made offline in a closed file", T, |e| e.text(&lib_b) == Some("// lib\noffline lib 🦀\n"))
+        .await?;
     assert!(a.violations.is_empty() && b.violations.is_empty());
     a.shutdown().await?;
     b.shutdown().await?;

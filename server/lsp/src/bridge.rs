@@ -85,6 +85,9 @@ pub struct Bridge {
     kind: ClientKind,
     client_id: u64,
     docs: HashMap<Url, Replica>,
+    /// Shared documents closed while the hub was unreachable: kept until a
+    /// reconnect has handed their offline edits to the hub.
+    closed: HashMap<DocId, Replica>,
     session: Option<Session>,
     next_request: i32,
     pending_edits: HashMap<RequestId, (Url, u64)>,
@@ -221,6 +224,7 @@ impl Bridge {
             kind,
             client_id: u64::from(random_u32()),
             docs: HashMap::new(),
+            closed: HashMap::new(),
             session: None,
             next_request: 1,
             pending_edits: HashMap::new(),
@@ -418,11 +422,18 @@ impl Bridge {
 
     fn did_close(&mut self, p: DidCloseTextDocumentParams) {
         let uri = p.text_document.uri;
-        if self.docs.remove(&uri).is_none() {
-            return;
-        }
-        // The hub keeps the document; this editor just stops mirroring it.
+        let Some(replica) = self.docs.remove(&uri) else { return };
         self.pending_edits.retain(|_, (u, _)| *u != uri);
+        let (Some(doc), Some(session)) = (self.doc_id(&uri), &self.session) else { return };
+        if session.state == ConnectionState::Connected {
+            // Every local edit was already streamed to the hub: stop
+            // receiving this document's updates.
+            session.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc });
+        } else {
+            // Edits made offline live only in this replica until the hub
+            // has them: keep it until the next reconnect.
+            self.closed.insert(doc, replica);
+        }
     }
 
     fn verify(&mut self, p: VerifyParams) {
@@ -542,6 +553,11 @@ impl Bridge {
             }
             self.start_sync(uri);
         }
+        if let Some(session) = &self.session {
+            for (doc, replica) in &self.closed {
+                session.link.send(frame::join(doc, &replica.step1()));
+            }
+        }
         self.notify(wl::Connection::METHOD, self.status(false));
     }
 
@@ -551,6 +567,28 @@ impl Bridge {
         };
         let Some(session) = &self.session else { return };
         let root = session.root.clone();
+        if let Some(replica) = self.closed.get_mut(&doc) {
+            // A closed document catching up after a reconnect: once it has
+            // answered the hub's step 1, the hub holds its offline edits.
+            let is_step1 = frame::message_kind(message) == Some(frame::MessageKind::SyncStep1);
+            match replica.handle_sync(message) {
+                Ok(replies) => {
+                    // Typing replayed at a first sync becomes updates here.
+                    for update in replica.take_updates() {
+                        session.link.send(frame::join(&doc, &weft_core::shared_doc::update_message(&update)));
+                    }
+                    for reply in replies {
+                        session.link.send(frame::join(&doc, &reply));
+                    }
+                    if is_step1 {
+                        session.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc: doc.clone() });
+                        self.closed.remove(&doc);
+                    }
+                }
+                Err(err) => tracing::warn!(%err, %doc, "ignored a message from the hub"),
+            }
+            return;
+        }
         let Some(uri) = self.docs.keys().find(|u| doc_id_under(&root, u).as_ref() == Some(&doc)).cloned() else {
             return;
         };
@@ -731,6 +769,13 @@ impl Bridge {
             }
         }
         self.pending_edits.clear();
+        if !self.closed.is_empty() {
+            tracing::warn!(
+                documents = self.closed.len(),
+                "left while offline: edits to closed files never reached the hub"
+            );
+            self.closed.clear();
+        }
         drop(session);
         self.notify(wl::Connection::METHOD, self.status(false));
     }

@@ -41,13 +41,25 @@ pub struct Credentials {
 
 /// Handle to a running link; dropping it closes the connection for good.
 pub struct HubLink {
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::UnboundedSender<Message>,
 }
 
 impl HubLink {
     /// Queues a binary frame; dropped if the link is down (see module doc).
     pub fn send(&self, frame: Vec<u8>) {
-        if self.out.send(frame).is_err() {
+        self.queue(Message::Binary(frame.into()));
+    }
+
+    /// Queues a control frame.
+    pub fn send_control(&self, control: &ClientControl) {
+        match serde_json::to_string(control) {
+            Ok(text) => self.queue(Message::Text(text.into())),
+            Err(err) => tracing::error!(%err, "cannot encode a control frame"),
+        }
+    }
+
+    fn queue(&self, msg: Message) {
+        if self.out.send(msg).is_err() {
             tracing::debug!("hub link stopped; frame dropped");
         }
     }
@@ -91,7 +103,7 @@ async fn run(
     url: String,
     creds: Credentials,
     events: crossbeam_channel::Sender<HubEvent>,
-    mut out: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut out: mpsc::UnboundedReceiver<Message>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -131,7 +143,7 @@ async fn session(
     url: &str,
     creds: &Credentials,
     events: &crossbeam_channel::Sender<HubEvent>,
-    out: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+    out: &mut mpsc::UnboundedReceiver<Message>,
     backoff: &mut Duration,
 ) -> Ended {
     let connect = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)).await;
@@ -193,7 +205,7 @@ async fn session(
         tokio::select! {
             frame = out.recv() => match frame {
                 Some(frame) => {
-                    if let Err(err) = ws.send(Message::Binary(frame.into())).await {
+                    if let Err(err) = ws.send(frame).await {
                         return Ended::Retry(format!("sending failed: {err}"));
                     }
                 }
