@@ -272,8 +272,11 @@ async fn revocation_kicks_connected_peers_and_expiry_and_passwords_hold() -> any
     let link = hub.create_link(&session, &owner, json!({"role": "viewer", "expires_in_s": 1})).await?;
     let token = link["token"].as_str().unwrap_or_default();
     assert_eq!(http(hub.addr, "GET", &get, Some(token), &[], None).await?.0, 200);
+    let mut expiring = WeftPeer::join(&base, &session, token, 11).await?;
     // Waiting for wall-clock time itself, not for a condition.
     tokio::time::sleep(Duration::from_millis(2100)).await;
+    let closed = expiring.wait_closed(T).await?;
+    assert_eq!(closed.code, Some(4401), "a connected peer is cut off when its link expires: {closed:?}");
     assert_eq!(http(hub.addr, "GET", &get, Some(token), &[], None).await?.0, 401);
     let res = WeftPeer::connect(&base, &session, Auth { token, name: "late", ..Auth::default() }, 10).await?;
     assert_eq!(res.err().and_then(|c| c.code), Some(4401));

@@ -36,6 +36,7 @@ async fn rest_refuses_garbage_with_json_errors() -> anyhow::Result<()> {
         ("GET", format!("/api/sessions/{session}/events?limit=0"), Some(&owner), b"", 400, "malformed"),
         ("GET", format!("/api/sessions/{session}/events?limit=99999"), Some(&owner), b"", 400, "malformed"),
         ("GET", "/api/nope".into(), Some(&admin), b"", 404, "not_found"),
+        ("PUT", "/api/sessions".into(), Some(&admin), b"{}", 405, "malformed"),
         ("GET", "/api/sessions".into(), Some("x y z"), b"", 401, "unauthorized"),
     ];
     for (method, path, token, body, status, code) in cases {

@@ -75,6 +75,8 @@ pub struct Access {
     pub role: Role,
     /// The link used, if any (revoking it disconnects this caller).
     pub link: Option<LinkId>,
+    /// Unix seconds when the link expires (connected peers are then cut off).
+    pub expires_at: Option<i64>,
 }
 
 /// A refusal with its wire code and a message for humans.
@@ -146,8 +148,8 @@ impl Authority {
         password: Option<&str>,
     ) -> Result<Access, Denied> {
         match principal {
-            Principal::Admin => Ok(Access { role: Role::Owner, link: None }),
-            Principal::Anonymous if session.public => Ok(Access { role: Role::Viewer, link: None }),
+            Principal::Admin => Ok(Access { role: Role::Owner, link: None, expires_at: None }),
+            Principal::Anonymous if session.public => Ok(Access { role: Role::Viewer, link: None, expires_at: None }),
             Principal::Anonymous => {
                 Err(Denied::new(ErrorCode::Unauthorized, "this session needs a token: use a share link"))
             }
@@ -167,7 +169,7 @@ impl Authority {
                         }
                     }
                 }
-                Ok(Access { role: link.role, link: Some(link.id.clone()) })
+                Ok(Access { role: link.role, link: Some(link.id.clone()), expires_at: link.expires_at })
             }
         }
     }

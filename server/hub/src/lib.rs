@@ -219,7 +219,9 @@ pub async fn run(
         peers: Mutex::new(HashMap::new()),
         link_base: link_base.trim_end_matches('/').to_owned(),
         shutdown: stop_rx,
-        next_peer: AtomicU64::new(1),
+        // Peer ids stay unique across restarts (the audit log keeps them):
+        // start from the clock, leaving room for 2^20 peers per second.
+        next_peer: AtomicU64::new((now_ms().max(0) as u64) << 10),
     });
 
     let app = rest::router(Arc::clone(&hub));

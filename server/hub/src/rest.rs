@@ -48,6 +48,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/ws/{session}", get(ws::weft_endpoint))
         .route("/y/{session}/{*doc}", get(ws::y_endpoint))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(hub)
 }
 
@@ -184,6 +185,13 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         stats.ops.load(std::sync::atomic::Ordering::Relaxed),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    let err = ApiError::new(ErrorCode::Malformed, "this route does not take that HTTP method; see docs/protocol.md");
+    let mut resp = err.into_response();
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    resp
 }
 
 async fn not_found() -> Response {

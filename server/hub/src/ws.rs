@@ -326,8 +326,23 @@ async fn pump(
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // A link that expires while its peer is connected cuts the peer off then.
+    let expiry = setup.access.expires_at.map(|at| {
+        let left = u64::try_from(at.saturating_sub(now_s())).unwrap_or(0);
+        Instant::now() + Duration::from_secs(left)
+    });
+    let expired = async {
+        match expiry {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     loop {
         tokio::select! {
+            () = &mut expired => {
+                return Some((ErrorCode::Unauthorized, "your link has expired: ask the session owner for a new one".into()));
+            }
             incoming = socket.recv() => {
                 last_heard = Instant::now();
                 let msg = match incoming {
