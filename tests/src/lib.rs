@@ -740,3 +740,69 @@ pub fn awareness_message(client_id: u64, clock: u32, json: &str) -> Vec<u8> {
     msg.extend_from_slice(&entry);
     msg
 }
+
+/// A running `weft` subcommand (share, join, ...) whose stdout lines are
+/// collected; killed and reaped on drop.
+pub struct WeftProcess {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub stderr_path: PathBuf,
+}
+
+impl WeftProcess {
+    /// Starts `weft ARGS...` with extra environment; stderr goes to `stderr_path`.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], stderr_path: &Path) -> anyhow::Result<WeftProcess> {
+        let log = std::fs::File::create(stderr_path)?;
+        let mut cmd = Command::new(weft_bin());
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+        cmd.env_remove("WEFT_HUB").env_remove("WEFT_HUB_TOKEN").env("WEFT_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().with_context(|| format!("starting weft {args:?}"))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(WeftProcess { child, lines, stderr_path: stderr_path.to_owned() })
+    }
+
+    /// The next stdout line, within `timeout`.
+    pub fn next_line(&mut self, timeout: Duration) -> anyhow::Result<String> {
+        self.lines.recv_timeout(timeout).map_err(|_| {
+            anyhow::anyhow!(
+                "no stdout line within {timeout:?}; stderr:\n{}",
+                std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+            )
+        })
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WeftProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes (for state
+/// that lives on disk, where there is no event to wait on).
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}

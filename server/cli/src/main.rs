@@ -36,6 +36,60 @@ enum Command {
     /// Editors start it themselves. Nothing but JSON-RPC goes to stdout;
     /// logs go to --log-file (or stderr), filtered by WEFT_LOG.
     Lsp(LspArgs),
+    /// Share a directory from a terminal: every text file under DIR (minus
+    /// .gitignore/.weftignore'd ones, .git/, target/, node_modules/) becomes
+    /// part of a new session, kept in sync both ways until Ctrl-C.
+    ///
+    /// Its first two lines on stdout are exactly `editor: LINK` and
+    /// `viewer: LINK`. Without --hub (or WEFT_HUB) it starts an embedded hub
+    /// on 127.0.0.1 with its data in DIR/.weft/hub.
+    Share(ShareArgs),
+    /// Join a session with a link and mirror it into DIR, both ways, until
+    /// Ctrl-C. Prints `joined SESSION as ROLE` once the tree is in place.
+    ///
+    /// A local file that differs from the shared one is kept and not
+    /// synced (you are told) unless --overwrite is given.
+    Join(JoinArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ShareArgs {
+    /// The directory to share.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Hub to share on (ws://HOST:PORT); without it an embedded hub is started.
+    #[arg(long, env = "WEFT_HUB")]
+    hub: Option<String>,
+    /// Token allowed to create sessions on --hub (its admin token).
+    #[arg(long = "hub-token", env = "WEFT_HUB_TOKEN", hide_env_values = true)]
+    hub_token: Option<String>,
+    /// Display name shown to others.
+    #[arg(long, env = "WEFT_NAME", default_value = "weft share")]
+    name: String,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "WEFT_LOG", default_value = "warn")]
+    log: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct JoinArgs {
+    /// A link: weft://HOST:PORT/s/SESSION#TOKEN.
+    link: String,
+    /// Where to mirror the session (created if missing).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// The link's password, if it has one.
+    #[arg(long, env = "WEFT_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Replace local files that differ from the shared ones.
+    #[arg(long)]
+    overwrite: bool,
+    /// Display name shown to others.
+    #[arg(long, env = "WEFT_NAME", default_value = "weft join")]
+    name: String,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "WEFT_LOG", default_value = "warn")]
+    log: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,7 +145,116 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Hub(args) => run_hub(args),
         Command::Lsp(args) => run_lsp(args),
+        Command::Share(args) => run_share(args),
+        Command::Join(args) => run_join(args),
     }
+}
+
+/// Prints one line to stdout and flushes it (scripts parse these lines).
+fn say(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").context("writing to stdout")?;
+    out.flush().context("writing to stdout")
+}
+
+/// A stop channel fired by Ctrl-C or SIGTERM.
+fn stop_on_signal(runtime: &tokio::runtime::Runtime) -> crossbeam_channel::Receiver<()> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    runtime.spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(());
+    });
+    rx
+}
+
+fn mirror_report(event: weft_workspace::mirror::MirrorEvent, on_ready: &dyn Fn(usize)) {
+    use weft_workspace::mirror::MirrorEvent;
+    match event {
+        MirrorEvent::Ready { files } => on_ready(files),
+        MirrorEvent::Kept { path } => {
+            eprintln!("kept your {path}: it differs from the shared one and is not synced (--overwrite replaces it)");
+        }
+        MirrorEvent::Offline(reason) => eprintln!("offline ({reason}); reconnecting, your edits are kept"),
+        MirrorEvent::Refused(reason) => eprintln!("the hub refused this session: {reason}"),
+        MirrorEvent::Connected(_) => {}
+    }
+}
+
+fn run_share(args: ShareArgs) -> anyhow::Result<()> {
+    init_logging(&args.log)?;
+    let root =
+        args.dir.canonicalize().with_context(|| format!("cannot share {}: no such directory", args.dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let (authority, admin, _embedded) = match &args.hub {
+        Some(hub) => {
+            let token = args
+                .hub_token
+                .clone()
+                .context("sharing on a hub needs its token: set WEFT_HUB_TOKEN (or omit --hub)")?;
+            (weft_client::link::hub_authority(hub)?, token, None)
+        }
+        None => {
+            let hub = weft_hub::embedded::start(runtime.handle(), &root.join(".weft").join("hub"))?;
+            (hub.authority.clone(), hub.admin.clone(), Some(hub))
+        }
+    };
+    let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "weft session".into());
+    let shared = runtime.block_on(weft_client::hub_api::create_shared_session(&authority, &admin, name))?;
+    let config = weft_workspace::mirror::MirrorConfig {
+        root,
+        side: weft_workspace::mirror::Side::Host,
+        url: weft_client::link::ws_url(&authority, &shared.created.id.0),
+        token: shared.created.owner.token.clone(),
+        password: None,
+        name: args.name,
+        overwrite: false,
+    };
+    let stop = stop_on_signal(&runtime);
+    let mirror = weft_workspace::mirror::Mirror::start(config, runtime.handle())?;
+    // The links are printed once the whole tree is durable on the hub, so
+    // whoever uses them at once finds everything.
+    let (editor, viewer) = (shared.editor.url, shared.viewer.url);
+    mirror.run(&stop, |e| {
+        mirror_report(e, &|files| {
+            let printed = say(&format!("editor: {editor}")).and_then(|()| say(&format!("viewer: {viewer}")));
+            if let Err(err) = printed {
+                tracing::error!("{err:#}");
+            }
+            eprintln!("sharing {files} files");
+        })
+    })
+}
+
+fn run_join(args: JoinArgs) -> anyhow::Result<()> {
+    init_logging(&args.log)?;
+    let link = weft_client::link::Link::parse(&args.link)?;
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let root = args.dir.canonicalize()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let config = weft_workspace::mirror::MirrorConfig {
+        root,
+        side: weft_workspace::mirror::Side::Guest,
+        url: link.ws_url(),
+        token: link.token.clone(),
+        password: args.password,
+        name: args.name,
+        overwrite: args.overwrite,
+    };
+    let stop = stop_on_signal(&runtime);
+    let mirror = weft_workspace::mirror::Mirror::start(config, runtime.handle())?;
+    let role = std::sync::Mutex::new(None);
+    let session = link.session.clone();
+    mirror.run(&stop, |event| {
+        if let weft_workspace::mirror::MirrorEvent::Connected(r) = &event
+            && let Ok(mut role) = role.lock()
+        {
+            *role = Some(*r);
+        }
+        mirror_report(event, &|_files| {
+            let role = role.lock().ok().and_then(|r| *r).map(|r| r.to_string()).unwrap_or_default();
+            let _ = say(&format!("joined {session} as {role}"));
+        });
+    })
 }
 
 fn run_lsp(args: LspArgs) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod embedded;
 pub mod metrics;
 pub mod rest;
 pub mod room;

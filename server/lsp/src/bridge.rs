@@ -27,13 +27,13 @@ use weft_protocol::lsp::{
     ConnectionState, JoinParams, JoinResult, ShareLinks, ShareParams, ShareResult, StatusResult, VerifyParams,
     WeftNotification, WeftRequest,
 };
-use weft_protocol::rest::{CreateLink, CreateSession, LinkCreated, ParticipantList, SessionCreated};
+use weft_protocol::rest::ParticipantList;
 use weft_protocol::{ClientKind, DocId, Role, frame, lsp as wl};
 
-use crate::hub_api;
-use crate::hub_link::{self, Credentials, HubEvent, HubLink};
-use crate::link::{Link, hub_authority};
 use crate::transport::{Incoming, encode};
+use weft_client::hub_api;
+use weft_client::hub_link::{self, Credentials, HubEvent, HubLink};
+use weft_client::link::{Link, hub_authority};
 
 /// Settings of one `weft lsp` process.
 #[derive(Debug, Clone, Default)]
@@ -51,18 +51,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often held (refused) edits are retried.
 const RETRY_TICK: Duration = Duration::from_millis(100);
 
-struct EmbeddedHub {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for EmbeddedHub {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 struct Session {
     id: String,
     root: PathBuf,
@@ -72,7 +60,7 @@ struct Session {
     token: String,
     password: Option<String>,
     link: HubLink,
-    _embedded: Option<EmbeddedHub>,
+    _embedded: Option<weft_hub::embedded::EmbeddedHub>,
 }
 
 /// The bridge's state; see the module doc.
@@ -630,28 +618,6 @@ impl Bridge {
         StatusResult { state: session.state, session: Some(session.id.clone()), role: session.role, peers, documents }
     }
 
-    fn start_embedded_hub(&self, root: &Path) -> anyhow::Result<(String, String, EmbeddedHub)> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot open a local port for the hub")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let admin = format!("{:08x}{:08x}{:08x}{:08x}", random_u32(), random_u32(), random_u32(), random_u32());
-        let mut config = weft_hub::HubConfig::new(root.join(".weft").join("hub"));
-        config.admin_token = Some(admin.clone());
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let _guard = self.runtime.enter();
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        self.runtime.spawn(async move {
-            let stop = async {
-                let _ = stop_rx.await;
-            };
-            if let Err(err) = weft_hub::run(config, listener, |_| Ok(()), stop).await {
-                tracing::error!("embedded hub failed: {err:#}");
-            }
-        });
-        tracing::info!(%addr, "started an embedded hub");
-        Ok((addr.to_string(), admin, EmbeddedHub { stop: Some(stop_tx) }))
-    }
-
     fn share(&mut self, p: ShareParams) -> anyhow::Result<ShareResult> {
         let root = root_path(&p.root)?;
         self.leave();
@@ -664,30 +630,18 @@ impl Bridge {
                 (hub_authority(&hub)?, token, None)
             }
             None => {
-                let (authority, admin, hub) = self.start_embedded_hub(&root)?;
-                (authority, admin, Some(hub))
+                let hub = weft_hub::embedded::start(self.runtime.handle(), &root.join(".weft").join("hub"))?;
+                (hub.authority.clone(), hub.admin.clone(), Some(hub))
             }
         };
         let name = p.name.clone().unwrap_or_else(|| {
             root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "weft session".into())
         });
-        let created: SessionCreated = self.runtime.block_on(hub_api::call(
-            &authority,
-            "POST",
-            "/api/sessions",
-            &admin,
-            Some(&CreateSession { name, public: false }),
-        ))?;
-        let owner = created.owner.token.clone();
-        let path = format!("/api/sessions/{}/links", created.id);
-        let link = |role| CreateLink { role, expires_in_s: None, password: None };
-        let editor: LinkCreated =
-            self.runtime.block_on(hub_api::call(&authority, "POST", &path, &owner, Some(&link(Role::Editor))))?;
-        let viewer: LinkCreated =
-            self.runtime.block_on(hub_api::call(&authority, "POST", &path, &owner, Some(&link(Role::Viewer))))?;
-        self.enter_session(created.id.0.clone(), root, authority, owner, None, embedded);
+        let shared = self.runtime.block_on(hub_api::create_shared_session(&authority, &admin, name))?;
+        let session = shared.created.id.0.clone();
+        self.enter_session(session.clone(), root, authority, shared.created.owner.token, None, embedded);
         self.wait_connected()?;
-        Ok(ShareResult { session: created.id.0, links: ShareLinks { editor: editor.url, viewer: viewer.url } })
+        Ok(ShareResult { session, links: ShareLinks { editor: shared.editor.url, viewer: shared.viewer.url } })
     }
 
     fn join(&mut self, p: JoinParams) -> anyhow::Result<JoinResult> {
@@ -706,11 +660,11 @@ impl Bridge {
         authority: String,
         token: String,
         password: Option<String>,
-        embedded: Option<EmbeddedHub>,
+        embedded: Option<weft_hub::embedded::EmbeddedHub>,
     ) {
         let creds =
             Credentials { token: token.clone(), password: password.clone(), name: self.name.clone(), kind: self.kind };
-        let url = crate::link::ws_url(&authority, &id);
+        let url = weft_client::link::ws_url(&authority, &id);
         let link = hub_link::start(self.runtime.handle(), url, creds, self.hub_tx.clone());
         // Documents already open start over as the editor holds them now.
         for (uri, replica) in self.docs.iter_mut() {

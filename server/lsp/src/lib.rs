@@ -4,15 +4,11 @@
 //! The editor starts it as a language server on stdio. [`transport`] frames
 //! JSON-RPC; [`bridge`] is the single-threaded main loop that owns every
 //! document (ordering guaranteed by construction, see
-//! docs/decisions/0006-sequential-lsp-loop.md); [`hub_link`] is the
-//! WebSocket to the hub with reconnects; [`hub_api`] makes the few REST
-//! calls sharing needs; [`link`] parses share links. The CRDT and OT logic
-//! is `weft_core::replica`.
+//! docs/decisions/0006-sequential-lsp-loop.md). The hub connection, REST
+//! calls and link parsing are `weft_client`; the CRDT and OT logic is
+//! `weft_core::replica`.
 
 pub mod bridge;
-pub mod hub_api;
-pub mod hub_link;
-pub mod link;
 pub mod transport;
 
 pub use bridge::BridgeConfig;

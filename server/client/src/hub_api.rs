@@ -11,6 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use weft_protocol::Role;
+use weft_protocol::rest::{CreateLink, CreateSession, LinkCreated, SessionCreated};
 
 /// How long one REST call may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -69,4 +71,25 @@ fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
         out.extend_from_slice(data.get(..size).context("short chunk")?);
         data = data.get(size + 2..).context("short chunk")?;
     }
+}
+
+/// A new session with its owner token and an editor and a viewer link.
+#[derive(Debug, Clone)]
+pub struct SharedSession {
+    pub created: SessionCreated,
+    pub editor: LinkCreated,
+    pub viewer: LinkCreated,
+}
+
+/// Creates a session named `name` with `admin` (a token allowed to create
+/// sessions), then its editor and viewer links.
+pub async fn create_shared_session(authority: &str, admin: &str, name: String) -> anyhow::Result<SharedSession> {
+    let created: SessionCreated =
+        call(authority, "POST", "/api/sessions", admin, Some(&CreateSession { name, public: false })).await?;
+    let path = format!("/api/sessions/{}/links", created.id);
+    let owner = created.owner.token.clone();
+    let link = |role| CreateLink { role, expires_in_s: None, password: None };
+    let editor: LinkCreated = call(authority, "POST", &path, &owner, Some(&link(Role::Editor))).await?;
+    let viewer: LinkCreated = call(authority, "POST", &path, &owner, Some(&link(Role::Viewer))).await?;
+    Ok(SharedSession { created, editor, viewer })
 }

@@ -1,0 +1,85 @@
+//! What Linux's `/proc` says about the processes of a run: peak resident
+//! memory (`VmHWM`), CPU time of a process (all its threads) or of the
+//! calling thread, and the pid of a `weft hub` by its data directory.
+//!
+//! CPU times come from `/proc/*/stat` in clock ticks, taken as 1/100 s
+//! (`USER_HZ` is 100 on every Linux architecture Rust supports): 10 ms
+//! resolution, plenty for runs of seconds.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+/// `USER_HZ`: the unit of `utime`/`stime` in `/proc/*/stat`.
+const TICKS_PER_SECOND: u64 = 100;
+
+/// Peak resident set (`VmHWM`) of process `pid`, in KiB.
+pub fn vm_hwm_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid}"))?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM line")?;
+    let kib = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim();
+    kib.parse().with_context(|| format!("unreadable {line:?}"))
+}
+
+/// User + system CPU time from a `stat` file's text.
+fn cpu_of_stat(stat: &str) -> anyhow::Result<Duration> {
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses,
+    // so count fields after the last `)`. utime and stime are fields 14
+    // and 15, i.e. the 12th and 13th after the comm.
+    let rest = stat.rsplit_once(')').context("no ')' in stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        fields.get(i).context("short stat line")?.parse::<u64>().context("unreadable CPU ticks")
+    };
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_millis(total * 1000 / TICKS_PER_SECOND))
+}
+
+/// CPU time used so far by process `pid` (all threads).
+pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid}"))?;
+    cpu_of_stat(&stat)
+}
+
+/// CPU time used so far by the calling thread.
+pub fn thread_cpu() -> anyhow::Result<Duration> {
+    cpu_of_stat(&std::fs::read_to_string("/proc/thread-self/stat").context("/proc/thread-self/stat")?)
+}
+
+/// The pid of the `weft hub` whose `--data` is `data` (the harness keeps
+/// its child process private).
+pub fn hub_pid(data: &Path) -> anyhow::Result<u32> {
+    let want = data.as_os_str().as_encoded_bytes();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.contains(&&b"hub"[..]) && args.windows(2).any(|w| w[0] == b"--data" && w[1] == want) {
+            return Ok(pid);
+        }
+    }
+    bail!("no running weft hub with --data {}", data.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_measured() -> anyhow::Result<()> {
+        assert!(vm_hwm_kib(std::process::id())? > 0);
+        process_cpu(std::process::id())?;
+        thread_cpu()?;
+        Ok(())
+    }
+
+    #[test]
+    fn stat_lines_with_odd_names_parse() -> anyhow::Result<()> {
+        let line = "42 (we ft) x) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
+        assert_eq!(cpu_of_stat(line)?, Duration::from_secs(3));
+        assert!(cpu_of_stat("42 (x) S 1").is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,563 @@
+//! A directory mirrored with a session, both ways: the engine behind the
+//! headless `weft share DIR` and `weft join LINK DIR`.
+//!
+//! The session doc (`_session`) holds the file tree in a `Y.Map` named
+//! `files` (path → `{kind, size, exec, note?}`), written by the sharing
+//! side. Every synced text file has its own doc. The disk is treated as an
+//! editor of each file: a change found on disk is diffed against the last
+//! synced content and handed to a [`Replica`] as a minimal ranged change;
+//! edits from others come out of the replica as edits of the disk text,
+//! which are written atomically. So the same OT-at-the-edge logic that
+//! keeps editors consistent decides what happens when a tool writes a
+//! file while a remote edit is on its way.
+//!
+//! Disk changes are found by polling (size + mtime, then content) on a
+//! tick; no file-watcher dependency. Not built yet (see the issue notes):
+//! deletes and renames, the three-way merge after a restart, `$/progress`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use crossbeam_channel::{Receiver, select};
+use ropey::Rope;
+use weft_client::hub_link::{self, Credentials, HubEvent, HubLink};
+use weft_core::positions::{Encoding, Pos};
+use weft_core::replica::{EditorChange, Replica};
+use weft_protocol::{ClientKind, DocId, Role, frame};
+use yrs::encoding::read::Cursor;
+use yrs::sync::{Message, MessageReader, SyncMessage};
+use yrs::types::ToJson;
+use yrs::updates::decoder::{Decode, DecoderV1};
+use yrs::updates::encoder::Encode;
+use yrs::{Any, Doc, Map, MapRef, Origin, ReadTxn, Transact, Update};
+
+use crate::scan::{EntryKind, ScanOptions, path_of, scan};
+use crate::write::write_atomic;
+
+const LOCAL: &str = "weft-local";
+/// How often the disk is checked for changes.
+const TICK: Duration = Duration::from_millis(150);
+/// Every how many ticks new files are looked for (a full scan).
+const RESCAN_EVERY: u32 = 10;
+
+/// Which side of a session this mirror is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Shares its directory: publishes the tree and its files.
+    Host,
+    /// Joined with a link: materialises the tree, then syncs both ways.
+    Guest,
+}
+
+/// How to reach the session.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    pub root: PathBuf,
+    pub side: Side,
+    /// `ws://HOST:PORT/ws/SESSION`.
+    pub url: String,
+    pub token: String,
+    pub password: Option<String>,
+    pub name: String,
+    /// Overwrite local files that differ from the shared ones (guest).
+    pub overwrite: bool,
+}
+
+/// What the mirror reports to its caller (the CLI prints it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MirrorEvent {
+    /// Connected with this role.
+    Connected(Role),
+    /// The tree is in place (guest: every shared file written or kept).
+    Ready { files: usize },
+    /// A local file differs from the shared one and was left alone.
+    Kept { path: String },
+    /// The connection dropped; reconnecting.
+    Offline(String),
+    /// The hub refused the session for good.
+    Refused(String),
+}
+
+/// The `_session` document: a plain yrs doc synced with y-protocols.
+struct SessionDoc {
+    doc: Doc,
+    files: MapRef,
+    outbox: Arc<Mutex<Vec<Vec<u8>>>>,
+    synced: bool,
+}
+
+impl SessionDoc {
+    fn new(client_id: u64) -> SessionDoc {
+        let doc = Doc::with_client_id(client_id);
+        let files = doc.get_or_insert_map("files");
+        let outbox = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&outbox);
+        let observed = doc.observe_update_v1(LOCAL, move |txn, e| {
+            if txn.origin().is_some_and(|o| *o == Origin::from(LOCAL))
+                && let Ok(mut out) = sink.lock()
+            {
+                out.push(e.update.clone());
+            }
+        });
+        if let Err(err) = observed {
+            tracing::error!(%err, "cannot observe the session doc");
+        }
+        SessionDoc { doc, files, outbox, synced: false }
+    }
+
+    fn step1(&self) -> Vec<u8> {
+        Message::Sync(SyncMessage::SyncStep1(self.doc.transact().state_vector())).encode_v1()
+    }
+
+    fn handle(&mut self, message: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut replies = Vec::new();
+        let mut decoder = DecoderV1::new(Cursor::new(message));
+        for msg in MessageReader::new(&mut decoder) {
+            match msg? {
+                Message::Sync(SyncMessage::SyncStep1(sv)) => {
+                    let diff = self.doc.transact().encode_state_as_update_v1(&sv);
+                    replies.push(Message::Sync(SyncMessage::SyncStep2(diff)).encode_v1());
+                }
+                Message::Sync(SyncMessage::SyncStep2(u)) => {
+                    self.doc.transact_mut().apply_update(Update::decode_v1(&u)?)?;
+                    self.synced = true;
+                }
+                Message::Sync(SyncMessage::Update(u)) => {
+                    self.doc.transact_mut().apply_update(Update::decode_v1(&u)?)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(replies)
+    }
+
+    fn take_updates(&self) -> Vec<Vec<u8>> {
+        self.outbox.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+
+    /// The tree as published: path → (kind, executable).
+    fn tree(&self) -> BTreeMap<String, (String, bool)> {
+        let txn = self.doc.transact();
+        let mut out = BTreeMap::new();
+        for (path, value) in self.files.iter(&txn) {
+            if let Any::Map(entry) = value.to_json(&txn) {
+                let kind = match entry.get("kind") {
+                    Some(Any::String(k)) => k.to_string(),
+                    _ => continue,
+                };
+                let exec = matches!(entry.get("exec"), Some(Any::Bool(true)));
+                out.insert(path.to_owned(), (kind, exec));
+            }
+        }
+        out
+    }
+
+    fn publish(&self, path: &str, kind: &str, size: u64, exec: bool, note: Option<&str>) {
+        let mut entry = HashMap::from([
+            ("kind".to_owned(), Any::from(kind)),
+            ("size".to_owned(), Any::from(size as f64)),
+            ("exec".to_owned(), Any::from(exec)),
+        ]);
+        if let Some(note) = note {
+            entry.insert("note".to_owned(), Any::from(note));
+        }
+        let mut txn = self.doc.transact_mut_with(LOCAL);
+        self.files.insert(&mut txn, path, Any::from(entry));
+    }
+}
+
+/// One synced text file: its replica (the disk is its "editor").
+struct FileState {
+    replica: Replica,
+    /// The text on disk as last read or written.
+    disk: String,
+    /// (size, mtime) at that moment, to notice changes cheaply.
+    stamp: Option<(u64, SystemTime)>,
+    exec: bool,
+    /// Guest: written (or deliberately kept) after the first sync.
+    materialised: bool,
+}
+
+/// The mirror's state; [`run`] drives it.
+pub struct Mirror {
+    config: MirrorConfig,
+    client_id: u64,
+    session: SessionDoc,
+    files: HashMap<DocId, FileState>,
+    link: HubLink,
+    events: Receiver<HubEvent>,
+    connected: bool,
+    role: Option<Role>,
+    ready: bool,
+    ticks: u32,
+    /// Update-carrying frames sent on the current connection, and the
+    /// hub's latest ack of them (the host is ready once all are durable).
+    sent_updates: u64,
+    acked: u64,
+}
+
+fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// The one ranged change turning `old` into `new` (common prefix and
+/// suffix kept), in UTF-32 positions, or `None` if they are equal.
+fn diff_change(old: &str, new: &str) -> Option<EditorChange> {
+    if old == new {
+        return None;
+    }
+    let rope = Rope::from_str(old);
+    let (o, n): (Vec<char>, Vec<char>) = (old.chars().collect(), new.chars().collect());
+    let prefix = o.iter().zip(&n).take_while(|(a, b)| a == b).count();
+    let max_suffix = o.len().min(n.len()) - prefix;
+    let suffix = o.iter().rev().zip(n.iter().rev()).take(max_suffix).take_while(|(a, b)| a == b).count();
+    let start = weft_core::positions::to_pos(&rope, prefix, Encoding::Utf32);
+    let end = weft_core::positions::to_pos(&rope, o.len() - suffix, Encoding::Utf32);
+    let text: String = n[prefix..n.len() - suffix].iter().collect();
+    Some(EditorChange { range: Some((start, end)), text })
+}
+
+/// Applies an edit request (UTF-32 positions of `text`) to `text`.
+fn apply_edits(text: &str, edits: &[(Pos, Pos, String)]) -> String {
+    let mut rope = Rope::from_str(text);
+    let resolved: Vec<(usize, usize, &str)> = edits
+        .iter()
+        .map(|(s, e, t)| {
+            let s = weft_core::positions::to_char(&rope, *s, Encoding::Utf32).char_index;
+            let e = weft_core::positions::to_char(&rope, *e, Encoding::Utf32).char_index;
+            (s, e.max(s), t.as_str())
+        })
+        .collect();
+    for (s, e, t) in resolved.into_iter().rev() {
+        rope.remove(s..e);
+        rope.insert(s, t);
+    }
+    rope.to_string()
+}
+
+impl Mirror {
+    /// Prepares a mirror and starts its hub link on `runtime`.
+    pub fn start(config: MirrorConfig, runtime: &tokio::runtime::Handle) -> anyhow::Result<Mirror> {
+        std::fs::create_dir_all(&config.root).with_context(|| format!("cannot create {}", config.root.display()))?;
+        let mut bytes = [0u8; 4];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let client_id = u64::from(u32::from_le_bytes(bytes));
+        let (tx, events) = crossbeam_channel::unbounded();
+        let creds = Credentials {
+            token: config.token.clone(),
+            password: config.password.clone(),
+            name: config.name.clone(),
+            kind: ClientKind::User,
+        };
+        let link = hub_link::start(runtime, config.url.clone(), creds, tx);
+        let mut mirror = Mirror {
+            session: SessionDoc::new(client_id),
+            config,
+            client_id,
+            files: HashMap::new(),
+            link,
+            events,
+            connected: false,
+            role: None,
+            ready: false,
+            ticks: 0,
+            sent_updates: 0,
+            acked: 0,
+        };
+        if mirror.config.side == Side::Host {
+            mirror.publish_tree()?;
+        }
+        Ok(mirror)
+    }
+
+    /// Host: scans the root, publishes the tree, and loads every text file.
+    fn publish_tree(&mut self) -> anyhow::Result<()> {
+        let entries = scan(&self.config.root, &ScanOptions::default())
+            .with_context(|| format!("cannot list {}", self.config.root.display()))?;
+        for entry in entries {
+            let path = entry.path.as_str().to_owned();
+            match &entry.kind {
+                EntryKind::Text => {
+                    if self.files.contains_key(&entry.path) {
+                        continue;
+                    }
+                    self.session.publish(&path, "text", entry.size, entry.executable, None);
+                    let file = path_of(&self.config.root, &entry.path);
+                    let text = std::fs::read_to_string(&file).unwrap_or_default();
+                    let mut replica = Replica::new(self.client_id, Encoding::Utf32, 0, &text);
+                    // The host's file is the shared text (the session is new).
+                    replica.mark_synced()?;
+                    let state = FileState {
+                        replica,
+                        disk: text,
+                        stamp: stamp(&file),
+                        exec: entry.executable,
+                        materialised: true,
+                    };
+                    self.files.insert(entry.path.clone(), state);
+                    if self.connected {
+                        self.sync_file(&entry.path);
+                    }
+                }
+                EntryKind::Unsynced { note } => {
+                    if self.session.tree().contains_key(&path) {
+                        continue;
+                    }
+                    self.session.publish(&path, "unsynced", entry.size, entry.executable, Some(note));
+                }
+                EntryKind::Dir => {
+                    if !self.session.tree().contains_key(&path) {
+                        self.session.publish(&path, "dir", 0, false, None);
+                    }
+                }
+                EntryKind::Symlink => {
+                    if !self.session.tree().contains_key(&path) {
+                        self.session.publish(&path, "symlink", 0, false, Some("not synced: symbolic link"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, doc: &DocId, message: &[u8]) {
+        if frame::message_kind(message).is_some_and(frame::MessageKind::carries_update) {
+            self.sent_updates += 1;
+        }
+        self.link.send(frame::join(doc, message));
+    }
+
+    fn sync_file(&mut self, doc: &DocId) {
+        if let Some(step1) = self.files.get(doc).map(|s| s.replica.step1()) {
+            self.send(doc, &step1);
+        }
+    }
+
+    /// Runs until `stop` fires or the hub refuses the session; reports to `report`.
+    pub fn run(mut self, stop: &Receiver<()>, report: impl Fn(MirrorEvent)) -> anyhow::Result<()> {
+        let tick = crossbeam_channel::tick(TICK);
+        loop {
+            select! {
+                recv(stop) -> _ => break,
+                recv(self.events) -> ev => match ev {
+                    Ok(HubEvent::Connected { role, .. }) => {
+                        self.connected = true;
+                        self.role = Some(role);
+                        self.sent_updates = 0;
+                        self.acked = 0;
+                        report(MirrorEvent::Connected(role));
+                        let step1 = self.session.step1();
+                        self.send(&DocId::session(), &step1);
+                        let docs: Vec<DocId> = self.files.keys().cloned().collect();
+                        for doc in &docs {
+                            self.sync_file(doc);
+                        }
+                    }
+                    Ok(HubEvent::Frame(bytes)) => self.on_frame(&bytes, &report),
+                    Ok(HubEvent::Disconnected { reason }) => {
+                        self.connected = false;
+                        report(MirrorEvent::Offline(reason));
+                    }
+                    Ok(HubEvent::Refused { code, message }) => {
+                        report(MirrorEvent::Refused(format!("{code:?}: {message}")));
+                        return Ok(());
+                    }
+                    Ok(HubEvent::Control(weft_protocol::ServerControl::Ack { seq })) => self.acked = self.acked.max(seq),
+                    Ok(HubEvent::Control(_)) => {}
+                    Err(_) => break,
+                },
+                recv(tick) -> _ => self.on_tick(),
+            }
+            self.flush();
+            // Ready once the tree is known, every shared file is on disk
+            // (guest) and everything sent is durable on the hub (host).
+            if !self.ready
+                && self.connected
+                && self.session.synced
+                && self.acked >= self.sent_updates
+                && self.files.values().all(|f| f.materialised && f.replica.is_settled())
+            {
+                self.ready = true;
+                report(MirrorEvent::Ready { files: self.files.len() });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, bytes: &[u8], report: &impl Fn(MirrorEvent)) {
+        let Ok((doc, message)) = frame::split(bytes) else { return };
+        if doc.is_session_doc() {
+            match self.session.handle(message) {
+                Ok(replies) => replies.iter().for_each(|r| self.send(&doc, r)),
+                Err(err) => tracing::warn!(%err, "ignored a session-doc message"),
+            }
+            if self.config.side == Side::Guest && self.session.synced {
+                self.adopt_tree();
+            }
+            return;
+        }
+        let Some(state) = self.files.get_mut(&doc) else { return };
+        match state.replica.handle_sync(message) {
+            Ok(replies) => replies.iter().for_each(|r| self.send(&doc, r)),
+            Err(err) => tracing::warn!(%err, %doc, "ignored a file message"),
+        }
+        self.materialise(&doc, report);
+    }
+
+    /// Guest: creates local state for every shared text file in the tree.
+    fn adopt_tree(&mut self) {
+        for (path, (kind, exec)) in self.session.tree() {
+            let Ok(doc) = DocId::new(path) else { continue };
+            if kind == "dir" {
+                let dir = path_of(&self.config.root, &doc);
+                if let Err(err) = std::fs::create_dir_all(&dir) {
+                    tracing::warn!(%err, dir = %dir.display(), "cannot create a shared directory");
+                }
+                continue;
+            }
+            if kind != "text" || self.files.contains_key(&doc) {
+                continue;
+            }
+            let file = path_of(&self.config.root, &doc);
+            let local = std::fs::read_to_string(&file).ok();
+            let mut replica = Replica::new(self.client_id, Encoding::Utf32, 0, local.as_deref().unwrap_or(""));
+            replica.set_read_only(self.role == Some(Role::Viewer));
+            let state = FileState {
+                replica,
+                disk: local.clone().unwrap_or_default(),
+                stamp: stamp(&file),
+                exec,
+                materialised: false,
+            };
+            self.files.insert(doc.clone(), state);
+            self.sync_file(&doc);
+        }
+    }
+
+    /// Guest: after a file's first sync, decides whether it goes on disk:
+    /// a local file that differs from the shared one is kept (and not
+    /// synced) unless told to overwrite. The content itself is written by
+    /// the replica's first edit, in [`Mirror::flush`].
+    fn materialise(&mut self, doc: &DocId, report: &impl Fn(MirrorEvent)) {
+        let root = self.config.root.clone();
+        let overwrite = self.config.overwrite;
+        let Some(state) = self.files.get_mut(doc) else { return };
+        if state.materialised || !state.replica.is_synced() {
+            return;
+        }
+        state.materialised = true;
+        let path = path_of(&root, doc);
+        if path.exists() {
+            if state.disk != state.replica.shared_text() && !overwrite {
+                report(MirrorEvent::Kept { path: doc.to_string() });
+                // Re-sharing it would overwrite the session's copy for everyone.
+                self.files.remove(doc);
+            }
+            return;
+        }
+        // Create it now (empty), so even an empty shared file exists.
+        match write_atomic(&root, doc, state.disk.as_bytes(), state.exec) {
+            Ok(path) => state.stamp = stamp(&path),
+            Err(err) => tracing::warn!(%err, %doc, "cannot create a shared file"),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.config.side == Side::Host
+            && self.ticks.is_multiple_of(RESCAN_EVERY)
+            && let Err(err) = self.publish_tree()
+        {
+            tracing::warn!("rescan failed: {err:#}");
+        }
+        let root = self.config.root.clone();
+        for (doc, state) in self.files.iter_mut() {
+            if !state.materialised {
+                continue;
+            }
+            state.replica.retry();
+            let path = path_of(&root, doc);
+            let now = stamp(&path);
+            if now.is_none() || now == state.stamp {
+                continue;
+            }
+            state.stamp = now;
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            if let Some(change) = diff_change(&state.disk, &text) {
+                let version = state.replica.version() + 1;
+                if let Err(err) = state.replica.did_change(version, &[change]) {
+                    tracing::warn!(%err, %doc, "a disk change could not be applied");
+                }
+                state.disk = text;
+            }
+        }
+    }
+
+    /// Sends local updates and applies pending edits to the disk.
+    fn flush(&mut self) {
+        let mut out: Vec<(DocId, Vec<u8>)> = Vec::new();
+        for update in self.session.take_updates() {
+            out.push((DocId::session(), weft_core::shared_doc::update_message(&update)));
+        }
+        let root = self.config.root.clone();
+        let docs: Vec<DocId> = self.files.keys().cloned().collect();
+        for doc in docs {
+            let Some(state) = self.files.get_mut(&doc) else { continue };
+            for update in state.replica.take_updates() {
+                out.push((doc.clone(), weft_core::shared_doc::update_message(&update)));
+            }
+            state.replica.take_notices();
+            if !state.materialised {
+                continue;
+            }
+            let Some(edit) = state.replica.poll_edit() else { continue };
+            // The disk may have changed since the last tick: if so, that
+            // change goes first and this edit is refused as stale.
+            let path = path_of(&root, &doc);
+            let on_disk = std::fs::read_to_string(&path).ok();
+            if let Some(on_disk) = on_disk.filter(|t| *t != state.disk) {
+                let version = state.replica.version() + 1;
+                if let Some(change) = diff_change(&state.disk, &on_disk) {
+                    let _ = state.replica.did_change(version, &[change]);
+                }
+                state.disk = on_disk;
+                state.stamp = stamp(&path);
+                let _ = state.replica.edit_answered(edit.id, false);
+                continue;
+            }
+            let new_text = apply_edits(&state.disk, &edit.edits);
+            match write_atomic(&root, &doc, new_text.as_bytes(), state.exec) {
+                Ok(path) => {
+                    let version = edit.version + 1;
+                    let changes: Vec<EditorChange> = edit
+                        .edits
+                        .iter()
+                        .rev()
+                        .map(|(s, e, t)| EditorChange { range: Some((*s, *e)), text: t.clone() })
+                        .collect();
+                    let _ = state.replica.edit_answered(edit.id, true);
+                    if let Err(err) = state.replica.did_change(version, &changes) {
+                        tracing::warn!(%err, %doc, "echo of a disk write failed");
+                    }
+                    state.disk = new_text;
+                    state.stamp = stamp(&path);
+                }
+                Err(err) => {
+                    tracing::warn!(%err, %doc, "cannot write a remote change to disk");
+                    let _ = state.replica.edit_answered(edit.id, false);
+                }
+            }
+        }
+        // Offline, updates stay in the documents; the reconnect's sync
+        // exchange carries them.
+        if self.connected {
+            for (doc, msg) in out {
+                self.send(&doc, &msg);
+            }
+        }
+    }
+}

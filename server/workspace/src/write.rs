@@ -1,0 +1,126 @@
+//! Writing a shared file under a root, safely.
+//!
+//! A remote peer chooses the path (a validated [`DocId`]), so every write
+//! is checked twice: lexically (the doc id cannot contain `..` or be
+//! absolute) and on disk (no existing component of the path may be a
+//! symlink, so a link planted inside the root cannot redirect a write
+//! outside it). The content goes to a temp file in the same directory, is
+//! synced, and is renamed over the target, so readers see the old file or
+//! the new one, never half of one.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use weft_protocol::DocId;
+
+use crate::scan::path_of;
+
+/// Why a write was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path} goes through a symlink; refusing to write through it")]
+    ThroughSymlink { path: PathBuf },
+    #[error("{path} exists and is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("writing {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io { path: path.to_owned(), source }
+}
+
+/// Writes `bytes` to `doc` under `root` atomically, creating directories
+/// as needed, with the executable bit set as asked (unix).
+pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) -> Result<PathBuf, WriteError> {
+    let target = path_of(root, doc);
+    // Refuse if any existing component below the root is a symlink.
+    let mut at = root.to_path_buf();
+    for part in doc.as_str().split('/') {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => return Err(WriteError::ThroughSymlink { path: at }),
+            Ok(meta) if at == target && !meta.is_file() => return Err(WriteError::NotAFile { path: at }),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let dir = target.parent().unwrap_or(root);
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{name}.weft-{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        set_executable(&file, executable)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &target)
+    })();
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(WriteError::Io { path: target, source });
+    }
+    Ok(target)
+}
+
+#[cfg(unix)]
+fn set_executable(file: &std::fs::File, executable: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = if executable { 0o755 } else { 0o644 };
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_executable(_file: &std::fs::File, _executable: bool) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_atomically_with_modes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let doc = DocId::new("deep/dir/ünï.sh").expect("id");
+        let path = write_atomic(dir.path(), &doc, b"#!/bin/sh\n", true).expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"#!/bin/sh\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o755);
+        }
+        write_atomic(dir.path(), &doc, b"v2", false).expect("overwrite");
+        assert_eq!(std::fs::read(&path).expect("read"), b"v2");
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn never_writes_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("tmp");
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).expect("symlink");
+        let doc = DocId::new("link/pwned.txt").expect("id");
+        let err = write_atomic(dir.path(), &doc, b"x", false).expect_err("must refuse");
+        assert!(matches!(err, WriteError::ThroughSymlink { .. }), "{err}");
+        assert!(!outside.path().join("pwned.txt").exists());
+        std::os::unix::fs::symlink(outside.path().join("f"), dir.path().join("file-link")).expect("symlink");
+        let doc = DocId::new("file-link").expect("id");
+        assert!(write_atomic(dir.path(), &doc, b"x", false).is_err());
+        assert!(!outside.path().join("f").exists());
+    }
+
+    #[test]
+    fn refuses_to_replace_a_directory() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("d")).expect("mkdir");
+        let doc = DocId::new("d").expect("id");
+        assert!(matches!(write_atomic(dir.path(), &doc, b"x", false), Err(WriteError::NotAFile { .. })));
+    }
+}
