@@ -137,6 +137,19 @@ fn share_and_join_a_directory_both_ways() -> anyhow::Result<()> {
         h == g && h.contains("host line") && h.contains("guest line")
     })?;
 
+    // Create, delete and rename propagate.
+    put(&guest, "new dir/créé.txt", "made on the guest\n".as_bytes())?;
+    wait_until("the guest's new file on the host", T, || {
+        read(&host, "new dir/créé.txt").as_deref() == Some("made on the guest\n")
+    })?;
+    std::fs::remove_file(host.join("src/m1/file 1 ü.rs"))?;
+    wait_until("the host's delete on the guest", T, || !guest.join("src/m1/file 1 ü.rs").exists())?;
+    std::fs::rename(guest.join("src/m2/file 2 ü.rs"), guest.join("src/m2/renamed.rs"))?;
+    wait_until("the guest's rename on the host", T, || {
+        !host.join("src/m2/file 2 ü.rs").exists()
+            && read(&host, "src/m2/renamed.rs").is_some_and(|t| t.contains("fn f2()"))
+    })?;
+
     share.kill();
     join.kill();
     Ok(())

@@ -155,6 +155,11 @@ impl SessionDoc {
         out
     }
 
+    fn unpublish(&self, path: &str) {
+        let mut txn = self.doc.transact_mut_with(LOCAL);
+        self.files.remove(&mut txn, path);
+    }
+
     fn publish(&self, path: &str, kind: &str, size: u64, exec: bool, note: Option<&str>) {
         let mut entry = HashMap::from([
             ("kind".to_owned(), Any::from(kind)),
@@ -278,13 +283,17 @@ impl Mirror {
     fn publish_tree(&mut self) -> anyhow::Result<()> {
         let entries = scan(&self.config.root, &ScanOptions::default())
             .with_context(|| format!("cannot list {}", self.config.root.display()))?;
+        let known = self.session.tree();
+        let read_only = self.role == Some(Role::Viewer);
         for entry in entries {
             let path = entry.path.as_str().to_owned();
+            // Paths the session already has (including local files kept
+            // apart after a conflict) are never re-published.
+            if known.contains_key(&path) || self.files.contains_key(&entry.path) || read_only {
+                continue;
+            }
             match &entry.kind {
                 EntryKind::Text => {
-                    if self.files.contains_key(&entry.path) {
-                        continue;
-                    }
                     self.session.publish(&path, "text", entry.size, entry.executable, None);
                     let file = path_of(&self.config.root, &entry.path);
                     let text = std::fs::read_to_string(&file).unwrap_or_default();
@@ -304,20 +313,11 @@ impl Mirror {
                     }
                 }
                 EntryKind::Unsynced { note } => {
-                    if self.session.tree().contains_key(&path) {
-                        continue;
-                    }
                     self.session.publish(&path, "unsynced", entry.size, entry.executable, Some(note));
                 }
-                EntryKind::Dir => {
-                    if !self.session.tree().contains_key(&path) {
-                        self.session.publish(&path, "dir", 0, false, None);
-                    }
-                }
+                EntryKind::Dir => self.session.publish(&path, "dir", 0, false, None),
                 EntryKind::Symlink => {
-                    if !self.session.tree().contains_key(&path) {
-                        self.session.publish(&path, "symlink", 0, false, Some("not synced: symbolic link"));
-                    }
+                    self.session.publish(&path, "symlink", 0, false, Some("not synced: symbolic link"));
                 }
             }
         }
@@ -395,7 +395,7 @@ impl Mirror {
                 Ok(replies) => replies.iter().for_each(|r| self.send(&doc, r)),
                 Err(err) => tracing::warn!(%err, "ignored a session-doc message"),
             }
-            if self.config.side == Side::Guest && self.session.synced {
+            if self.session.synced {
                 self.adopt_tree();
             }
             return;
@@ -408,9 +408,23 @@ impl Mirror {
         self.materialise(&doc, report);
     }
 
-    /// Guest: creates local state for every shared text file in the tree.
+    /// Creates local state for every shared text file in the tree that is
+    /// new here, and removes local files whose path left the tree.
     fn adopt_tree(&mut self) {
-        for (path, (kind, exec)) in self.session.tree() {
+        let tree = self.session.tree();
+        let gone: Vec<DocId> = self.files.keys().filter(|d| !tree.contains_key(d.as_str())).cloned().collect();
+        for doc in gone {
+            let Some(state) = self.files.remove(&doc) else { continue };
+            let path = path_of(&self.config.root, &doc);
+            // Only a file nobody changed locally since the last sync is
+            // deleted; otherwise it stays on disk (and will be re-shared).
+            if std::fs::read_to_string(&path).ok().as_deref() == Some(state.disk.as_str()) {
+                if let Err(err) = std::fs::remove_file(&path) {
+                    tracing::warn!(%err, path = %path.display(), "cannot delete a file removed from the session");
+                }
+            }
+        }
+        for (path, (kind, exec)) in tree {
             let Ok(doc) = DocId::new(path) else { continue };
             if kind == "dir" {
                 let dir = path_of(&self.config.root, &doc);
@@ -468,13 +482,15 @@ impl Mirror {
 
     fn on_tick(&mut self) {
         self.ticks = self.ticks.wrapping_add(1);
-        if self.config.side == Side::Host
+        // New local files become shared (once this side knows the tree).
+        if (self.ready || self.config.side == Side::Host)
             && self.ticks.is_multiple_of(RESCAN_EVERY)
             && let Err(err) = self.publish_tree()
         {
             tracing::warn!("rescan failed: {err:#}");
         }
         let root = self.config.root.clone();
+        let mut deleted = Vec::new();
         for (doc, state) in self.files.iter_mut() {
             if !state.materialised {
                 continue;
@@ -482,7 +498,13 @@ impl Mirror {
             state.replica.retry();
             let path = path_of(&root, doc);
             let now = stamp(&path);
-            if now.is_none() || now == state.stamp {
+            if now.is_none() {
+                if state.stamp.is_some() && !path.exists() {
+                    deleted.push(doc.clone());
+                }
+                continue;
+            }
+            if now == state.stamp {
                 continue;
             }
             state.stamp = now;
@@ -493,6 +515,13 @@ impl Mirror {
                     tracing::warn!(%err, %doc, "a disk change could not be applied");
                 }
                 state.disk = text;
+            }
+        }
+        // A file deleted here leaves the tree (its text stays in its doc).
+        if self.role != Some(Role::Viewer) {
+            for doc in deleted {
+                self.files.remove(&doc);
+                self.session.unpublish(doc.as_str());
             }
         }
     }
