@@ -418,10 +418,10 @@ impl Mirror {
             let path = path_of(&self.config.root, &doc);
             // Only a file nobody changed locally since the last sync is
             // deleted; otherwise it stays on disk (and will be re-shared).
-            if std::fs::read_to_string(&path).ok().as_deref() == Some(state.disk.as_str()) {
-                if let Err(err) = std::fs::remove_file(&path) {
-                    tracing::warn!(%err, path = %path.display(), "cannot delete a file removed from the session");
-                }
+            if std::fs::read_to_string(&path).ok().as_deref() == Some(state.disk.as_str())
+                && let Err(err) = std::fs::remove_file(&path)
+            {
+                tracing::warn!(%err, path = %path.display(), "cannot delete a file removed from the session");
             }
         }
         for (path, (kind, exec)) in tree {
