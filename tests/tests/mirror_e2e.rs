@@ -154,3 +154,38 @@ fn share_and_join_a_directory_both_ways() -> anyhow::Result<()> {
     join.kill();
     Ok(())
 }
+
+#[test]
+fn a_restarted_joiner_merges_what_changed_on_both_sides_while_it_was_down() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (host, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    put(&host, "notes.md", "line one\nline two\nline three\n".as_bytes())?;
+    put(&host, "other.txt", b"untouched\n")?;
+    let hub = HubProcess::start(&dir.path().join("hub"))?;
+    let mut share = WeftProcess::spawn(
+        &["share", &host.to_string_lossy(), "--hub", &hub.ws_base()],
+        &[("WEFT_HUB_TOKEN", &hub.admin)],
+        &dir.path().join("share.stderr"),
+    )?;
+    let link = share.next_line(T)?.strip_prefix("editor: ").unwrap_or_default().to_owned();
+    let guest_dir = guest.to_string_lossy().into_owned();
+    let mut join = WeftProcess::spawn(&["join", &link, &guest_dir], &[], &dir.path().join("join1.stderr"))?;
+    join.next_line(T)?;
+    assert_eq!(read(&guest, "notes.md").as_deref(), Some("line one\nline two\nline three\n"));
+
+    // The joiner dies; both sides edit the same file meanwhile.
+    join.kill();
+    put(&guest, "notes.md", "line one (guest)\nline two\nline three\n".as_bytes())?;
+    put(&host, "notes.md", "line one\nline two\nline three (host 🦀)\n".as_bytes())?;
+
+    let mut join = WeftProcess::spawn(&["join", &link, &guest_dir], &[], &dir.path().join("join2.stderr"))?;
+    join.next_line(T)?;
+    let merged = "line one (guest)\nline two\nline three (host 🦀)\n";
+    wait_until("both sides merged", T, || {
+        read(&guest, "notes.md").as_deref() == Some(merged) && read(&host, "notes.md").as_deref() == Some(merged)
+    })?;
+    assert_eq!(read(&guest, "other.txt").as_deref(), Some("untouched\n"));
+    share.kill();
+    join.kill();
+    Ok(())
+}

@@ -184,6 +184,9 @@ struct FileState {
     exec: bool,
     /// Guest: written (or deliberately kept) after the first sync.
     materialised: bool,
+    /// The local file was merged three-way with its saved base (after a
+    /// restart), so a difference from the shared text is not a conflict.
+    merged: bool,
 }
 
 /// The mirror's state; [`run`] drives it.
@@ -306,6 +309,7 @@ impl Mirror {
                         stamp: stamp(&file),
                         exec: entry.executable,
                         materialised: true,
+                        merged: false,
                     };
                     self.files.insert(entry.path.clone(), state);
                     if self.connected {
@@ -322,6 +326,22 @@ impl Mirror {
             }
         }
         Ok(())
+    }
+
+    /// Where the last synced content of each file is kept (`.weft/` is
+    /// never shared).
+    fn base_dir(&self) -> PathBuf {
+        self.config.root.join(".weft").join("base")
+    }
+
+    fn load_base(&self, doc: &DocId) -> Option<String> {
+        std::fs::read_to_string(path_of(&self.base_dir(), doc)).ok()
+    }
+
+    fn save_base(&self, doc: &DocId, text: &str) {
+        if let Err(err) = write_atomic(&self.base_dir(), doc, text.as_bytes(), false) {
+            tracing::warn!(%err, %doc, "cannot save the synced base of a file");
+        }
     }
 
     fn send(&mut self, doc: &DocId, message: &[u8]) {
@@ -438,7 +458,19 @@ impl Mirror {
             }
             let file = path_of(&self.config.root, &doc);
             let local = std::fs::read_to_string(&file).ok();
-            let mut replica = Replica::new(self.client_id, Encoding::Utf32, 0, local.as_deref().unwrap_or(""));
+            // After a restart, the last synced content (the base) lets the
+            // replica replay what changed here while we were away onto the
+            // shared text: a three-way merge, nothing lost on either side.
+            let base = self.load_base(&doc);
+            let merged = base.is_some() && local.is_some();
+            let mut replica =
+                Replica::new(self.client_id, Encoding::Utf32, 0, base.as_deref().or(local.as_deref()).unwrap_or(""));
+            if let (Some(base), Some(local)) = (&base, &local)
+                && let Some(change) = diff_change(base, local)
+                && let Err(err) = replica.did_change(1, &[change])
+            {
+                tracing::warn!(%err, %doc, "cannot replay local changes made while away");
+            }
             replica.set_read_only(self.role == Some(Role::Viewer));
             let state = FileState {
                 replica,
@@ -446,6 +478,7 @@ impl Mirror {
                 stamp: stamp(&file),
                 exec,
                 materialised: false,
+                merged,
             };
             self.files.insert(doc.clone(), state);
             self.sync_file(&doc);
@@ -466,18 +499,25 @@ impl Mirror {
         state.materialised = true;
         let path = path_of(&root, doc);
         if path.exists() {
-            if state.disk != state.replica.shared_text() && !overwrite {
+            let equal = state.disk == state.replica.shared_text();
+            if !state.merged && !equal && !overwrite {
                 report(MirrorEvent::Kept { path: doc.to_string() });
                 // Re-sharing it would overwrite the session's copy for everyone.
                 self.files.remove(doc);
+            } else if equal {
+                let text = state.disk.clone();
+                self.save_base(doc, &text);
             }
             return;
         }
-        // Create it now (empty), so even an empty shared file exists.
+        // Create it now (empty), so even an empty shared file exists; the
+        // replica's first edit (in `flush`) fills it.
         match write_atomic(&root, doc, state.disk.as_bytes(), state.exec) {
             Ok(path) => state.stamp = stamp(&path),
             Err(err) => tracing::warn!(%err, %doc, "cannot create a shared file"),
         }
+        let text = state.disk.clone();
+        self.save_base(doc, &text);
     }
 
     fn on_tick(&mut self) {
@@ -491,6 +531,7 @@ impl Mirror {
         }
         let root = self.config.root.clone();
         let mut deleted = Vec::new();
+        let mut bases = Vec::new();
         for (doc, state) in self.files.iter_mut() {
             if !state.materialised {
                 continue;
@@ -515,7 +556,11 @@ impl Mirror {
                     tracing::warn!(%err, %doc, "a disk change could not be applied");
                 }
                 state.disk = text;
+                bases.push((doc.clone(), state.disk.clone()));
             }
+        }
+        for (doc, text) in bases {
+            self.save_base(&doc, &text);
         }
         // A file deleted here leaves the tree (its text stays in its doc).
         if self.role != Some(Role::Viewer) {
@@ -574,6 +619,8 @@ impl Mirror {
                     }
                     state.disk = new_text;
                     state.stamp = stamp(&path);
+                    let text = state.disk.clone();
+                    self.save_base(&doc, &text);
                 }
                 Err(err) => {
                     tracing::warn!(%err, %doc, "cannot write a remote change to disk");
