@@ -174,13 +174,14 @@ fn run() -> anyhow::Result<ExitCode> {
     }
     let work = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let load_before = report::load_average();
     let mut reports = Vec::new();
     for (i, name) in opts.traces.iter().enumerate() {
         let report = bench_trace(&opts, name, &work.join(format!("{i}")))
             .with_context(|| format!("trace {name} (processes' logs kept in {})", work.display()))?;
         reports.push(report);
     }
-    println!("{}", report::markdown(&opts, &bin, &reports));
+    println!("{}", report::markdown(&opts, &bin, &reports, load_before));
     if let Err(err) = std::fs::remove_dir_all(&work) {
         eprintln!("weft-bench: could not remove {}: {err}", work.display());
     }

@@ -115,6 +115,23 @@ pub struct ReplaySpec<'a> {
     pub work: PathBuf,
 }
 
+/// Why an editor thread stopped when the other one failed first (its own
+/// error says nothing new, so only the other one's is reported).
+#[derive(Debug)]
+struct Aborted;
+
+impl std::fmt::Display for Aborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped because the other editor failed")
+    }
+}
+
+impl std::error::Error for Aborted {}
+
+fn aborted(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Aborted>().is_some()
+}
+
 /// Progress shared by the two editor threads.
 struct Progress {
     /// Patches A has started to send.
@@ -143,7 +160,9 @@ impl Progress {
     fn wait_window(&self, sent: usize, window: usize) -> anyhow::Result<()> {
         let mut reached = self.reached.lock().map_err(|_| anyhow::anyhow!("progress lock poisoned"))?;
         while sent.saturating_sub(*reached) >= window {
-            ensure!(!self.failed.load(Ordering::SeqCst), "the receiving editor failed");
+            if self.failed.load(Ordering::SeqCst) {
+                return Err(Aborted.into());
+            }
             reached = self
                 .changed
                 .wait_timeout(reached, Duration::from_millis(100))
@@ -368,6 +387,7 @@ fn drive(ctx: &Ctx) -> anyhow::Result<(AOut, BOut)> {
             && ready_rx.recv().is_ok()
         {
             // A short head start so A's first due time is not already past.
+            // If A is gone, joining it below reports why.
             let _ = go_tx.send(Instant::now() + Duration::from_millis(20));
         }
         drop((link_b_tx, go_tx));
@@ -379,7 +399,9 @@ fn drive(ctx: &Ctx) -> anyhow::Result<(AOut, BOut)> {
         match (a, b) {
             (Ok(a), Ok(b)) => Ok((a, b)),
             (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
-            (Err(ea), Err(eb)) => Err(eb.context(format!("and {ea:#}"))),
+            (Err(ea), Err(eb)) if aborted(&ea) => Err(eb),
+            (Err(ea), Err(eb)) if aborted(&eb) => Err(ea),
+            (Err(ea), Err(eb)) => Err(eb.context(format!("editor A failed too: {ea:#}"))),
         }
     })
 }
@@ -398,7 +420,7 @@ fn editor_a(
         let shared = a.share(&ctx.root_a, Some(&ctx.hub_ws)).await?;
         let link = shared["links"]["editor"].as_str().with_context(|| format!("no editor link in {shared}"))?;
         link_tx.send(link.to_owned()).context("the coordinator went away")?;
-        let start = go_rx.recv().context("the run was called off before it started")?;
+        let start = go_rx.recv().map_err(|_| Aborted)?;
         a.pump_ready().await?;
         let mut typist = Typist::new(&ctx.uri_a, &ctx.initial, a.version(&ctx.uri_a).context("A's buffer")?);
         let n = ctx.patches.len();
@@ -425,6 +447,7 @@ fn editor_a(
             }
         }
         // Stay alive (the bridge must keep running) until B is done.
+        // Err is the normal end: the coordinator drops the sender.
         let _ = finish_rx.recv();
         a.pump_ready().await?;
         ensure!(a.violations.is_empty(), "the bridge violated the protocol: {:?}", a.violations);
@@ -446,7 +469,7 @@ fn editor_b(ctx: &Ctx, link_rx: Receiver<String>, ready_tx: Sender<()>) -> anyho
         let mut b = LspEditor::spawn(&ctx.logs, "bench-b")?;
         b.set_echo(ctx.echo);
         b.initialize("utf-16", "bench B").await?;
-        let link = link_rx.recv().context("editor A could not share")?;
+        let link = link_rx.recv().map_err(|_| Aborted)?;
         b.join(&link, None, &ctx.root_b).await?;
         b.open(&ctx.uri_b, "").await?;
         b.wait_text(&ctx.uri_b, &ctx.initial, SETUP).await.context("B's first sync")?;
@@ -489,7 +512,9 @@ fn editor_b(ctx: &Ctx, link_rx: Receiver<String>, ready_tx: Sender<()>) -> anyho
             if let Some(why) = b.closed() {
                 bail!("bridge B's output ended ({why}) at patch {} of {}{}", reached.len(), n - 1, b.log_tail());
             }
-            ensure!(!ctx.progress.failed.load(Ordering::SeqCst), "editor A failed");
+            if ctx.progress.failed.load(Ordering::SeqCst) {
+                return Err(Aborted.into());
+            }
             let limit = if unmatched > 0 { STALL_DIVERGED } else { STALL };
             if now - last_progress > limit {
                 let text = b.text(&ctx.uri_b).unwrap_or_default();

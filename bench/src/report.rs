@@ -2,7 +2,6 @@
 //! docs/benchmarks.md records): percentiles, rates, sizes, and the machine
 //! the numbers came from.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,6 +18,14 @@ pub struct TraceReport {
     pub yrs: BaselineResult,
     pub throughput: ReplayResult,
     pub latency: ReplayResult,
+}
+
+/// Appends one formatted line to a `String`.
+macro_rules! push_line {
+    ($s:ident, $($fmt:tt)*) => {{
+        $s.push_str(&format!($($fmt)*));
+        $s.push('\n');
+    }};
 }
 
 /// The `q`-quantile (0..=1) by nearest rank; 0 for no samples.
@@ -75,20 +82,31 @@ pub fn machine() -> String {
     format!("{cores} cores ({cpu}), weft-bench built in {profile}")
 }
 
-/// The whole report.
-pub fn markdown(opts: &Options, bin: &Path, reports: &[TraceReport]) -> String {
+/// The 1-minute load average (`/proc/loadavg`), if readable: other work
+/// on the machine shows up in the latencies.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// The whole report; `load_before` is the load average when the run began.
+pub fn markdown(opts: &Options, bin: &Path, reports: &[TraceReport], load_before: Option<f64>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Machine: {}; weft binary {}.", machine(), bin.display());
+    push_line!(s, "Machine: {}; weft binary {}.", machine(), bin.display());
+    let load = |l: Option<f64>| l.map_or("?".to_owned(), |l| format!("{l:.2}"));
+    push_line!(s, "Load average (1 min) before the run: {}, after: {}.", load(load_before), load(load_average()));
     let limit = opts.limit.map_or("whole traces".to_owned(), |l| format!("first {l} patches of each trace"));
-    let _ = writeln!(
+    push_line!(
         s,
         "Settings: {limit}; throughput with at most {} patches in flight; latency over the last {} patches at {}/s; \
          editor echo {:?}.\n",
-        opts.window, opts.paced, opts.rate, opts.echo
+        opts.window,
+        opts.paced,
+        opts.rate,
+        opts.echo
     );
-    let _ = writeln!(s, "Throughput (one `didChange` per patch; B's buffer checked against the trace):\n");
-    let _ = writeln!(s, "| trace | patches | final chars | weft lsp path | raw yrs | yrs ÷ weft | applyEdits in B |");
-    let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|");
+    push_line!(s, "Throughput (one `didChange` per patch; B's buffer checked against the trace):\n");
+    push_line!(s, "| trace | patches | final chars | weft lsp path | raw yrs | yrs ÷ weft | applyEdits in B |");
+    push_line!(s, "|---|--:|--:|--:|--:|--:|--:|");
     for r in reports {
         let weft = rate(r.throughput.patches, r.throughput.elapsed);
         let yrs = rate(r.yrs.patches, r.yrs.total);
@@ -97,7 +115,7 @@ pub fn markdown(opts: &Options, bin: &Path, reports: &[TraceReport]) -> String {
         } else {
             String::new()
         };
-        let _ = writeln!(
+        push_line!(
             s,
             "| {} | {}{of} | {} | {} ops/s | {} ops/s | {:.1}× | {} |",
             r.name,
@@ -109,15 +127,15 @@ pub fn markdown(opts: &Options, bin: &Path, reports: &[TraceReport]) -> String {
             thousands(r.throughput.apply_edits as f64),
         );
     }
-    let _ = writeln!(s, "\nKeystroke → applyEdit latency at a steady {}/s (from each patch's due time):\n", opts.rate);
-    let _ = writeln!(
+    push_line!(s, "\nKeystroke → applyEdit latency at a steady {}/s (from each patch's due time):\n", opts.rate);
+    push_line!(
         s,
         "| trace | patches | doc chars at start | p50 | p99 | max | send lag p50 | send lag p99 | raw yrs p50 | raw yrs p99 |"
     );
-    let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    push_line!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for r in reports {
         let l = &r.latency;
-        let _ = writeln!(
+        push_line!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
@@ -132,17 +150,16 @@ pub fn markdown(opts: &Options, bin: &Path, reports: &[TraceReport]) -> String {
             us(percentile(&r.yrs.per_patch_us, 0.99)),
         );
     }
-    let _ =
-        writeln!(s, "\nResources in the throughput replay: CPU time per patch (user + system) and peak RSS (VmHWM):\n");
-    let _ = writeln!(
+    push_line!(s, "\nResources in the throughput replay: CPU time per patch (user + system) and peak RSS (VmHWM):\n");
+    push_line!(
         s,
         "| trace | hub CPU | bridge A CPU | bridge B CPU | test editor A CPU | test editor B CPU | hub RSS | bridge A RSS | bridge B RSS |"
     );
-    let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    push_line!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     for r in reports {
         let m = &r.throughput.resources;
         let per = |d: Duration| us(d.as_secs_f64() * 1e6 / r.throughput.patches.max(1) as f64);
-        let _ = writeln!(
+        push_line!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
@@ -165,7 +182,7 @@ pub fn markdown(opts: &Options, bin: &Path, reports: &[TraceReport]) -> String {
         })
         .collect();
     if !odd.is_empty() {
-        let _ = writeln!(s, "\nAnomalies: {}", odd.join("; "));
+        push_line!(s, "\nAnomalies: {}", odd.join("; "));
     }
     s
 }

@@ -135,6 +135,12 @@ pub struct Replica {
     /// since, so they can be replayed onto the shared text at sync.
     opened: Rope,
     pre_sync: ChangeSet,
+    /// At the first sync, the editor's text replaces the shared text (a
+    /// file created anew at a path whose document held older text).
+    replace_on_sync: bool,
+    /// At the first sync, the shared text wins even when it is empty: the
+    /// editor's text is never uploaded (content nobody chose to share).
+    shared_wins: bool,
 }
 
 impl std::fmt::Debug for Replica {
@@ -225,6 +231,8 @@ impl Replica {
             notices: Vec::new(),
             opened: shadow.clone(),
             pre_sync: ChangeSet::identity(shadow.len_chars()),
+            replace_on_sync: false,
+            shared_wins: false,
             shadow,
         }
         .with_unsent_reset()
@@ -235,6 +243,18 @@ impl Replica {
         // the shadow to the (empty) CRDT so the invariant holds throughout.
         self.unsent = diff(&self.shadow, &self.crdt);
         self
+    }
+
+    /// Makes the first sync replace the shared text with the editor's
+    /// (instead of "the shared text wins"): for a file created anew.
+    pub fn set_replace_on_sync(&mut self) {
+        self.replace_on_sync = true;
+    }
+
+    /// Makes the first sync bring the editor to the shared text even if that
+    /// is empty, never uploading the editor's text.
+    pub fn set_shared_wins(&mut self) {
+        self.shared_wins = true;
     }
 
     /// Refuses local edits from now on (viewer links).
@@ -365,7 +385,14 @@ impl Replica {
             return Ok(());
         }
         self.synced = true;
-        if self.crdt.len_chars() == 0 && self.shadow.len_chars() > 0 && !self.read_only {
+        if self.replace_on_sync && !self.read_only {
+            // The editor's text becomes the shared text, whatever it held.
+            let change = diff(&self.crdt, &self.shadow);
+            self.apply_local_to_crdt(&change)?;
+            self.unsent = ChangeSet::identity(self.shadow.len_chars());
+        } else if self.shared_wins {
+            self.unsent = diff(&self.shadow, &self.crdt);
+        } else if self.crdt.len_chars() == 0 && self.shadow.len_chars() > 0 && !self.read_only {
             let content = self.shadow.to_string();
             let mut txn = self.doc.transact_mut_with(LOCAL);
             self.text.insert(&mut txn, 0, &content);
@@ -485,8 +512,24 @@ impl Replica {
             let start = lo.min(probe.len_chars());
             let end = probe.len_chars().saturating_sub(hi_from_end).max(start);
             if probe.slice(start..end) == expected.slice(start..end) {
-                return Ok(Some(k + 1));
+                // Changes right after the match that change nothing (an
+                // edit replacing text with the same text, reported on its
+                // own) belong to the echo too.
+                let mut taken = k + 1;
+                for change in &changes[taken..] {
+                    let (edit, _) = to_change(&probe, change, self.enc);
+                    let noop = edit.edits().iter().all(|(s, e, t)| probe.slice(*s..*e) == t.as_str());
+                    if !noop {
+                        break;
+                    }
+                    taken += 1;
+                }
+                return Ok(Some(taken));
             }
+        }
+        // An empty report is the echo of an edit that changed nothing.
+        if changes.is_empty() && expected == base {
+            return Ok(Some(0));
         }
         Ok(None)
     }
@@ -544,17 +587,27 @@ impl Replica {
         if self.unsent.is_identity() {
             return None;
         }
-        let id = self.next_id;
-        self.next_id += 1;
         let change = std::mem::replace(&mut self.unsent, ChangeSet::identity(0));
         self.unsent = ChangeSet::identity(change.target_len());
-        let edits = change
+        // Edits that replace text with the same text are never sent: editors
+        // may drop them from their report, and they change nothing.
+        let edits: Vec<(Pos, Pos, String)> = change
             .edits()
             .into_iter()
+            .filter(|(s, e, text)| self.shadow.slice(*s..*e) != text.as_str())
             .map(|(s, e, text)| {
                 (positions::to_pos(&self.shadow, s, self.enc), positions::to_pos(&self.shadow, e, self.enc), text)
             })
             .collect();
+        if edits.is_empty() {
+            // Nothing visible: the editor already holds the result.
+            if let Err(err) = change.apply(&mut self.shadow) {
+                tracing::error!(%err, "a no-op change did not fit the editor text");
+            }
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
         self.sent = Some(Sent::Edit { id, change });
         Some(EditRequest { id, version: self.version, edits })
     }

@@ -537,3 +537,68 @@ fn a_fixed_scenario_round_trips_multibyte_text() {
     let text = a.doc().get_or_insert_text("content");
     assert_eq!(text.len(&a.doc().transact()), 7, "yrs counts UTF-16 units");
 }
+
+#[test]
+fn a_delete_and_retype_reaching_an_editor_in_one_edit_is_not_applied_twice() {
+    // Found by the trace benchmark: A deletes "b", retypes it and types "!";
+    // B's editor gets all of it in one applyEdit and echoes it end to start.
+    let change = |range: ((u32, u32), (u32, u32)), text: &str| EditorChange {
+        range: Some((Pos { line: range.0.0, character: range.0.1 }, Pos { line: range.1.0, character: range.1.1 })),
+        text: text.to_owned(),
+    };
+    let mut a = Replica::new(1, Encoding::Utf16, 0, "ab z");
+    let mut b = Replica::new(2, Encoding::Utf16, 0, "");
+    a.mark_synced().expect("sync");
+    b.mark_synced().expect("sync");
+    for u in a.take_updates() {
+        b.apply_remote(&u).expect("remote");
+    }
+    let first = b.poll_edit().expect("initial text");
+    b.did_change(1, &[change(((0, 0), (0, 0)), "ab z")]).expect("echo");
+    b.edit_answered(first.id, true).expect("answer");
+    a.did_change(1, &[change(((0, 1), (0, 2)), "")]).expect("delete b");
+    a.did_change(2, &[change(((0, 1), (0, 1)), "b")]).expect("retype b");
+    a.did_change(3, &[change(((0, 4), (0, 4)), "!")]).expect("type !");
+    for u in a.take_updates() {
+        b.apply_remote(&u).expect("remote");
+    }
+    let edit = b.poll_edit().expect("the batch");
+    assert!(
+        edit.edits.iter().all(|(s, e, t)| !(s.character == 1 && e.character == 2 && t == "b")),
+        "no-op sent: {edit:?}"
+    );
+    // B's editor applies it and reports it end to start.
+    let echo: Vec<EditorChange> =
+        edit.edits.iter().rev().map(|(s, e, t)| EditorChange { range: Some((*s, *e)), text: t.clone() }).collect();
+    b.did_change(2, &echo).expect("echo");
+    b.edit_answered(edit.id, true).expect("answer");
+    assert!(b.take_updates().is_empty(), "the echo must not become B's own edit");
+    assert_eq!(b.editor_text(), "ab z!");
+    // A deletes "b" again; both end at "a z!".
+    a.did_change(4, &[change(((0, 1), (0, 2)), "")]).expect("delete again");
+    for u in a.take_updates() {
+        b.apply_remote(&u).expect("remote");
+    }
+    assert_eq!(b.shared_text(), "a z!");
+    assert_eq!(a.shared_text(), "a z!");
+    // An echo reported as a no-op change after the real one is consumed too.
+    let mut c = Replica::new(3, Encoding::Utf16, 0, "xy");
+    c.mark_synced().expect("sync");
+    let mut d = Replica::new(4, Encoding::Utf16, 0, "");
+    d.mark_synced().expect("sync");
+    for u in c.take_updates() {
+        d.apply_remote(&u).expect("remote");
+    }
+    let first = d.poll_edit().expect("text");
+    d.did_change(1, &[change(((0, 0), (0, 0)), "xy")]).expect("echo");
+    d.edit_answered(first.id, true).expect("answer");
+    c.did_change(1, &[change(((0, 2), (0, 2)), "!")]).expect("type");
+    for u in c.take_updates() {
+        d.apply_remote(&u).expect("remote");
+    }
+    let edit = d.poll_edit().expect("edit");
+    d.did_change(2, &[change(((0, 2), (0, 2)), "!"), change(((0, 0), (0, 1)), "x")]).expect("echo with a no-op");
+    d.edit_answered(edit.id, true).expect("answer");
+    assert!(d.take_updates().is_empty(), "a trailing no-op in the echo must not become an edit");
+    assert!(d.is_settled());
+}

@@ -71,7 +71,6 @@ pub struct Bridge {
     enc: Encoding,
     name: String,
     kind: ClientKind,
-    client_id: u64,
     docs: HashMap<Url, Replica>,
     /// Shared documents closed while the hub was unreachable: kept until a
     /// reconnect has handed their offline edits to the hub.
@@ -84,6 +83,8 @@ pub struct Bridge {
     shutting_down: bool,
 }
 
+/// A fresh random id. Every new replica gets its own CRDT client id: a
+/// reopened document must never restart an old id's clock.
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
     if getrandom::fill(&mut b).is_err() {
@@ -210,7 +211,6 @@ impl Bridge {
             enc,
             name,
             kind,
-            client_id: u64::from(random_u32()),
             docs: HashMap::new(),
             closed: HashMap::new(),
             session: None,
@@ -371,7 +371,8 @@ impl Bridge {
 
     fn did_open(&mut self, p: DidOpenTextDocumentParams) {
         let uri = p.text_document.uri;
-        let mut replica = Replica::new(self.client_id, self.enc, p.text_document.version, &p.text_document.text);
+        let mut replica =
+            Replica::new(u64::from(random_u32()), self.enc, p.text_document.version, &p.text_document.text);
         if let Some(session) = &self.session {
             replica.set_read_only(session.role == Some(Role::Viewer));
         }
@@ -413,15 +414,16 @@ impl Bridge {
         let Some(replica) = self.docs.remove(&uri) else { return };
         self.pending_edits.retain(|_, (u, _)| *u != uri);
         let (Some(doc), Some(session)) = (self.doc_id(&uri), &self.session) else { return };
+        // The last edits may still be on their way, or lost with a
+        // connection that has not been noticed as dead yet: keep the replica
+        // until a sync round trip has handed the hub everything it lacks.
+        // Unsubscribing first makes the hub answer the step 1 with its own
+        // step 1 (which the closed replica answers, then it is dropped).
         if session.state == ConnectionState::Connected {
-            // Every local edit was already streamed to the hub: stop
-            // receiving this document's updates.
-            session.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc });
-        } else {
-            // Edits made offline live only in this replica until the hub
-            // has them: keep it until the next reconnect.
-            self.closed.insert(doc, replica);
+            session.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc: doc.clone() });
+            session.link.send(frame::join(&doc, &replica.step1()));
         }
+        self.closed.insert(doc, replica);
     }
 
     fn verify(&mut self, p: VerifyParams) {
@@ -669,7 +671,7 @@ impl Bridge {
         // Documents already open start over as the editor holds them now.
         for (uri, replica) in self.docs.iter_mut() {
             if doc_id_under(&root, uri).is_some() {
-                *replica = Replica::new(self.client_id, self.enc, replica.version(), &replica.editor_text());
+                *replica = Replica::new(u64::from(random_u32()), self.enc, replica.version(), &replica.editor_text());
             }
         }
         self.session = Some(Session {
@@ -719,7 +721,7 @@ impl Bridge {
         tracing::info!(session = %session.id, "left the session");
         for (uri, replica) in self.docs.iter_mut() {
             if doc_id_under(&session.root, uri).is_some() {
-                *replica = Replica::new(self.client_id, self.enc, replica.version(), &replica.editor_text());
+                *replica = Replica::new(u64::from(random_u32()), self.enc, replica.version(), &replica.editor_text());
             }
         }
         self.pending_edits.clear();

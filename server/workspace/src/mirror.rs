@@ -12,8 +12,10 @@
 //! file while a remote edit is on its way.
 //!
 //! Disk changes are found by polling (size + mtime, then content) on a
-//! tick; no file-watcher dependency. Not built yet (see the issue notes):
-//! deletes and renames, the three-way merge after a restart, `$/progress`.
+//! tick; no file-watcher dependency. Creates, deletes and renames (delete +
+//! create) propagate; a restarted joiner merges three-way with the last
+//! synced content kept under `.weft/base`. See
+//! docs/decisions/0007-workspace-mirror.md for the rules and limits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -192,7 +194,6 @@ struct FileState {
 /// The mirror's state; [`run`] drives it.
 pub struct Mirror {
     config: MirrorConfig,
-    client_id: u64,
     session: SessionDoc,
     files: HashMap<DocId, FileState>,
     link: HubLink,
@@ -207,9 +208,39 @@ pub struct Mirror {
     acked: u64,
 }
 
+/// (size, mtime) of a regular file; `None` if missing or not a regular
+/// file (a symlink put in a synced file's place is never followed).
 fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
-    let meta = std::fs::metadata(path).ok()?;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
     Some((meta.len(), meta.modified().ok()?))
+}
+
+/// The text of a regular file (never through a symlink), if it is UTF-8.
+fn read_regular(path: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    std::fs::read_to_string(path).ok()
+}
+
+/// A fresh CRDT client id: every replica gets its own, so a re-created
+/// document never restarts an old id's clock.
+fn fresh_client_id() -> u64 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        return u64::from(std::process::id());
+    }
+    u64::from(u32::from_le_bytes(bytes))
+}
+
+/// Whether a path from another peer may be written here: never into the
+/// default-ignored directories (`.git/hooks`, `.weft/base`, ...).
+fn acceptable_remote_path(doc: &DocId) -> bool {
+    !doc.as_str().split('/').any(|part| crate::scan::DEFAULT_IGNORES.contains(&part))
 }
 
 /// The one ranged change turning `old` into `new` (common prefix and
@@ -220,9 +251,17 @@ fn diff_change(old: &str, new: &str) -> Option<EditorChange> {
     }
     let rope = Rope::from_str(old);
     let (o, n): (Vec<char>, Vec<char>) = (old.chars().collect(), new.chars().collect());
-    let prefix = o.iter().zip(&n).take_while(|(a, b)| a == b).count();
+    let mut prefix = o.iter().zip(&n).take_while(|(a, b)| a == b).count();
+    // Never cut between \r and \n: that point has no line/column.
+    let splits = |t: &[char], i: usize| i > 0 && i < t.len() && t[i - 1] == '\r' && t[i] == '\n';
+    while prefix > 0 && (splits(&o, prefix) || splits(&n, prefix)) {
+        prefix -= 1;
+    }
     let max_suffix = o.len().min(n.len()) - prefix;
-    let suffix = o.iter().rev().zip(n.iter().rev()).take(max_suffix).take_while(|(a, b)| a == b).count();
+    let mut suffix = o.iter().rev().zip(n.iter().rev()).take(max_suffix).take_while(|(a, b)| a == b).count();
+    while suffix > 0 && (splits(&o, o.len() - suffix) || splits(&n, n.len() - suffix)) {
+        suffix -= 1;
+    }
     let start = weft_core::positions::to_pos(&rope, prefix, Encoding::Utf32);
     let end = weft_core::positions::to_pos(&rope, o.len() - suffix, Encoding::Utf32);
     let text: String = n[prefix..n.len() - suffix].iter().collect();
@@ -251,9 +290,6 @@ impl Mirror {
     /// Prepares a mirror and starts its hub link on `runtime`.
     pub fn start(config: MirrorConfig, runtime: &tokio::runtime::Handle) -> anyhow::Result<Mirror> {
         std::fs::create_dir_all(&config.root).with_context(|| format!("cannot create {}", config.root.display()))?;
-        let mut bytes = [0u8; 4];
-        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let client_id = u64::from(u32::from_le_bytes(bytes));
         let (tx, events) = crossbeam_channel::unbounded();
         let creds = Credentials {
             token: config.token.clone(),
@@ -263,9 +299,8 @@ impl Mirror {
         };
         let link = hub_link::start(runtime, config.url.clone(), creds, tx);
         let mut mirror = Mirror {
-            session: SessionDoc::new(client_id),
+            session: SessionDoc::new(fresh_client_id()),
             config,
-            client_id,
             files: HashMap::new(),
             link,
             events,
@@ -299,10 +334,11 @@ impl Mirror {
                 EntryKind::Text => {
                     self.session.publish(&path, "text", entry.size, entry.executable, None);
                     let file = path_of(&self.config.root, &entry.path);
-                    let text = std::fs::read_to_string(&file).unwrap_or_default();
-                    let mut replica = Replica::new(self.client_id, Encoding::Utf32, 0, &text);
-                    // The host's file is the shared text (the session is new).
-                    replica.mark_synced()?;
+                    let Some(text) = read_regular(&file) else { continue };
+                    let mut replica = Replica::new(fresh_client_id(), Encoding::Utf32, 0, &text);
+                    // A file published here is new to the session: its text
+                    // replaces whatever an earlier file at this path left.
+                    replica.set_replace_on_sync();
                     let state = FileState {
                         replica,
                         disk: text,
@@ -383,10 +419,14 @@ impl Mirror {
                         report(MirrorEvent::Offline(reason));
                     }
                     Ok(HubEvent::Refused { code, message }) => {
-                        report(MirrorEvent::Refused(format!("{code:?}: {message}")));
-                        return Ok(());
+                        let code = serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                        report(MirrorEvent::Refused(format!("{code}: {message}")));
+                        anyhow::bail!("the hub refused this session ({code}): {message}");
                     }
                     Ok(HubEvent::Control(weft_protocol::ServerControl::Ack { seq })) => self.acked = self.acked.max(seq),
+                    Ok(HubEvent::Control(weft_protocol::ServerControl::Error { code, message, doc })) => {
+                        tracing::warn!(?code, ?doc, "the hub refused a message: {message}");
+                    }
                     Ok(HubEvent::Control(_)) => {}
                     Err(_) => break,
                 },
@@ -438,7 +478,7 @@ impl Mirror {
             let path = path_of(&self.config.root, &doc);
             // Only a file nobody changed locally since the last sync is
             // deleted; otherwise it stays on disk (and will be re-shared).
-            if std::fs::read_to_string(&path).ok().as_deref() == Some(state.disk.as_str())
+            if read_regular(&path).as_deref() == Some(state.disk.as_str())
                 && let Err(err) = std::fs::remove_file(&path)
             {
                 tracing::warn!(%err, path = %path.display(), "cannot delete a file removed from the session");
@@ -447,6 +487,9 @@ impl Mirror {
         for (path, (kind, exec)) in tree {
             let Ok(doc) = DocId::new(path) else { continue };
             if kind == "dir" {
+                if !acceptable_remote_path(&doc) || crate::write::through_symlink(&self.config.root, &doc) {
+                    continue;
+                }
                 let dir = path_of(&self.config.root, &doc);
                 if let Err(err) = std::fs::create_dir_all(&dir) {
                     tracing::warn!(%err, dir = %dir.display(), "cannot create a shared directory");
@@ -456,22 +499,46 @@ impl Mirror {
             if kind != "text" || self.files.contains_key(&doc) {
                 continue;
             }
-            let file = path_of(&self.config.root, &doc);
-            let local = std::fs::read_to_string(&file).ok();
-            // After a restart, the last synced content (the base) lets the
-            // replica replay what changed here while we were away onto the
-            // shared text: a three-way merge, nothing lost on either side.
-            let base = self.load_base(&doc);
-            let merged = base.is_some() && local.is_some();
-            let mut replica =
-                Replica::new(self.client_id, Encoding::Utf32, 0, base.as_deref().or(local.as_deref()).unwrap_or(""));
-            if let (Some(base), Some(local)) = (&base, &local)
-                && let Some(change) = diff_change(base, local)
-                && let Err(err) = replica.did_change(1, &[change])
-            {
-                tracing::warn!(%err, %doc, "cannot replay local changes made while away");
+            if !acceptable_remote_path(&doc) || crate::write::through_symlink(&self.config.root, &doc) {
+                tracing::warn!(%doc, "refused a shared path that may not be written here");
+                continue;
             }
-            replica.set_read_only(self.role == Some(Role::Viewer));
+            let file = path_of(&self.config.root, &doc);
+            let local = read_regular(&file);
+            let base = self.load_base(&doc);
+            let read_only = self.role == Some(Role::Viewer);
+            let (replica, merged) = match (&base, &local) {
+                // After a restart: the last synced content (the base) lets the
+                // replica replay what changed here while we were away onto
+                // the shared text, a three-way merge.
+                (Some(base), Some(local)) => {
+                    let mut replica = Replica::new(fresh_client_id(), Encoding::Utf32, 0, base);
+                    if let Some(change) = diff_change(base, local)
+                        && let Err(err) = replica.did_change(1, &[change])
+                    {
+                        tracing::warn!(%err, %doc, "cannot replay local changes made while away");
+                    }
+                    (replica, true)
+                }
+                // Synced before, deleted here while we were away: delete it.
+                (Some(_), None) => {
+                    if !read_only {
+                        self.session.unpublish(doc.as_str());
+                    }
+                    let _ = std::fs::remove_file(path_of(&self.base_dir(), &doc));
+                    continue;
+                }
+                // A local file nobody here chose to share: it is never
+                // uploaded; it is kept if it differs (see `materialise`).
+                (None, Some(local)) => {
+                    let mut replica = Replica::new(fresh_client_id(), Encoding::Utf32, 0, local);
+                    replica.set_shared_wins();
+                    (replica, false)
+                }
+                (None, None) => (Replica::new(fresh_client_id(), Encoding::Utf32, 0, ""), false),
+            };
+            let mut replica = replica;
+            replica.set_read_only(read_only);
             let state = FileState {
                 replica,
                 disk: local.clone().unwrap_or_default(),
@@ -549,7 +616,7 @@ impl Mirror {
                 continue;
             }
             state.stamp = now;
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Some(text) = read_regular(&path) else { continue };
             if let Some(change) = diff_change(&state.disk, &text) {
                 let version = state.replica.version() + 1;
                 if let Err(err) = state.replica.did_change(version, &[change]) {
@@ -592,7 +659,13 @@ impl Mirror {
             // The disk may have changed since the last tick: if so, that
             // change goes first and this edit is refused as stale.
             let path = path_of(&root, &doc);
-            let on_disk = std::fs::read_to_string(&path).ok();
+            let on_disk = read_regular(&path);
+            if on_disk.is_none() && state.stamp.is_some() {
+                // Deleted here and not noticed yet: never resurrect it; the
+                // next tick takes the file out of the tree.
+                let _ = state.replica.edit_answered(edit.id, false);
+                continue;
+            }
             if let Some(on_disk) = on_disk.filter(|t| *t != state.disk) {
                 let version = state.replica.version() + 1;
                 if let Some(change) = diff_change(&state.disk, &on_disk) {

@@ -30,6 +30,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     move |source| WriteError::Io { path: path.to_owned(), source }
 }
 
+/// Whether any existing component of `doc`'s path under `root` is a
+/// symlink (then nothing may be written or created through it).
+pub fn through_symlink(root: &Path, doc: &DocId) -> bool {
+    let mut at = root.to_path_buf();
+    for part in doc.as_str().split('/') {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 /// Writes `bytes` to `doc` under `root` atomically, creating directories
 /// as needed, with the executable bit set as asked (unix).
 pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) -> Result<PathBuf, WriteError> {
@@ -50,11 +65,15 @@ pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) ->
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!(".{name}.weft-{}.tmp", std::process::id()));
     let written = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        // `create_new`: never follow or reuse something planted at the temp name.
+        let _ = std::fs::remove_file(&temp);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temp)?;
         file.write_all(bytes)?;
         set_executable(&file, executable)?;
         file.sync_all()?;
-        std::fs::rename(&temp, &target)
+        std::fs::rename(&temp, &target)?;
+        // The rename itself is durable once the directory is synced.
+        std::fs::File::open(dir)?.sync_all()
     })();
     if let Err(source) = written {
         let _ = std::fs::remove_file(&temp);
