@@ -242,23 +242,9 @@ pub async fn http_raw(
     let status: u16 = head.split_whitespace().nth(1).context("no status")?.parse()?;
     let mut body = resp[split + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body)?;
+        body = weft_client::hub_api::dechunk(&body)?;
     }
     Ok((status, body))
-}
-
-fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").context("chunk size")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end])?.trim(), 16)?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(data.get(..size).context("short chunk")?);
-        data = data.get(size + 2..).context("short chunk")?;
-    }
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;

@@ -59,7 +59,8 @@ pub async fn call<T: DeserializeOwned>(
         .with_context(|| format!("the hub's answer to {method} {path} is not the expected JSON"))
 }
 
-fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// Decodes an HTTP/1.1 chunked body.
+pub fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let end = data.windows(2).position(|w| w == b"\r\n").context("bad chunk")?;

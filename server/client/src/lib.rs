@@ -8,3 +8,13 @@
 pub mod hub_api;
 pub mod hub_link;
 pub mod link;
+
+/// A fresh random CRDT client id (32 bits, like Yjs). Every replica gets
+/// its own, so a re-created document never restarts an old id's clock.
+pub fn fresh_client_id() -> u64 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        return u64::from(std::process::id());
+    }
+    u64::from(u32::from_le_bytes(bytes))
+}

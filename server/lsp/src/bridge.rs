@@ -31,9 +31,9 @@ use weft_protocol::rest::ParticipantList;
 use weft_protocol::{ClientKind, DocId, Role, frame, lsp as wl};
 
 use crate::transport::{Incoming, encode};
-use weft_client::hub_api;
 use weft_client::hub_link::{self, Credentials, HubEvent, HubLink};
 use weft_client::link::{Link, hub_authority};
+use weft_client::{fresh_client_id, hub_api};
 
 /// Settings of one `weft lsp` process.
 #[derive(Debug, Clone, Default)]
@@ -81,16 +81,6 @@ pub struct Bridge {
     hub_tx: Sender<HubEvent>,
     hub_rx: Receiver<HubEvent>,
     shutting_down: bool,
-}
-
-/// A fresh random id. Every new replica gets its own CRDT client id: a
-/// reopened document must never restart an old id's clock.
-fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    if getrandom::fill(&mut b).is_err() {
-        return std::process::id();
-    }
-    u32::from_le_bytes(b)
 }
 
 fn default_name(config: &BridgeConfig) -> String {
@@ -371,8 +361,7 @@ impl Bridge {
 
     fn did_open(&mut self, p: DidOpenTextDocumentParams) {
         let uri = p.text_document.uri;
-        let mut replica =
-            Replica::new(u64::from(random_u32()), self.enc, p.text_document.version, &p.text_document.text);
+        let mut replica = Replica::new(fresh_client_id(), self.enc, p.text_document.version, &p.text_document.text);
         if let Some(session) = &self.session {
             replica.set_read_only(session.role == Some(Role::Viewer));
         }
@@ -671,7 +660,7 @@ impl Bridge {
         // Documents already open start over as the editor holds them now.
         for (uri, replica) in self.docs.iter_mut() {
             if doc_id_under(&root, uri).is_some() {
-                *replica = Replica::new(u64::from(random_u32()), self.enc, replica.version(), &replica.editor_text());
+                *replica = Replica::new(fresh_client_id(), self.enc, replica.version(), &replica.editor_text());
             }
         }
         self.session = Some(Session {
@@ -721,7 +710,7 @@ impl Bridge {
         tracing::info!(session = %session.id, "left the session");
         for (uri, replica) in self.docs.iter_mut() {
             if doc_id_under(&session.root, uri).is_some() {
-                *replica = Replica::new(u64::from(random_u32()), self.enc, replica.version(), &replica.editor_text());
+                *replica = Replica::new(fresh_client_id(), self.enc, replica.version(), &replica.editor_text());
             }
         }
         self.pending_edits.clear();
@@ -746,14 +735,5 @@ fn root_path(root: &str) -> anyhow::Result<PathBuf> {
 
 /// The doc id of `uri` if it is a file under `root`.
 fn doc_id_under(root: &Path, uri: &Url) -> Option<DocId> {
-    let path = uri.to_file_path().ok()?;
-    let rel = path.strip_prefix(root).ok()?;
-    let parts: Vec<String> = rel
-        .components()
-        .map(|c| match c {
-            std::path::Component::Normal(s) => s.to_str().map(str::to_owned),
-            _ => None,
-        })
-        .collect::<Option<_>>()?;
-    DocId::new(parts.join("/")).ok().filter(|d| !d.is_session_doc())
+    weft_workspace::scan::doc_id(root, &uri.to_file_path().ok()?)
 }

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, select};
 use ropey::Rope;
+use weft_client::fresh_client_id;
 use weft_client::hub_link::{self, Credentials, HubEvent, HubLink};
 use weft_core::positions::{Encoding, Pos};
 use weft_core::replica::{EditorChange, Replica};
@@ -225,16 +226,6 @@ fn read_regular(path: &Path) -> Option<String> {
         return None;
     }
     std::fs::read_to_string(path).ok()
-}
-
-/// A fresh CRDT client id: every replica gets its own, so a re-created
-/// document never restarts an old id's clock.
-fn fresh_client_id() -> u64 {
-    let mut bytes = [0u8; 4];
-    if getrandom::fill(&mut bytes).is_err() {
-        return u64::from(std::process::id());
-    }
-    u64::from(u32::from_le_bytes(bytes))
 }
 
 /// Whether a path from another peer may be written here: never into the
