@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use weft_workspace::mirror::{MirrorCommand, MirrorEvent};
 
 /// weft: edit the same code at the same time, each from your own editor.
 #[derive(Debug, Parser)]
@@ -157,25 +158,69 @@ fn say(line: &str) -> anyhow::Result<()> {
     out.flush().context("writing to stdout")
 }
 
-/// A stop channel fired by Ctrl-C or SIGTERM.
-fn stop_on_signal(runtime: &tokio::runtime::Runtime) -> crossbeam_channel::Receiver<()> {
+/// The mirror's command channel, told to stop by Ctrl-C or SIGTERM.
+fn stop_on_signal(runtime: &tokio::runtime::Runtime) -> crossbeam_channel::Receiver<MirrorCommand> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     runtime.spawn(async move {
         shutdown_signal().await;
-        let _ = tx.send(());
+        let _ = tx.send(MirrorCommand::Stop);
     });
     rx
 }
 
-fn mirror_report(event: weft_workspace::mirror::MirrorEvent, on_ready: &dyn Fn(usize)) {
-    use weft_workspace::mirror::MirrorEvent;
+/// A one-line progress bar on stderr while a tree is first transferred;
+/// only on a terminal (logs and pipes get the final line alone).
+struct ProgressBar {
+    verb: &'static str,
+    shown: std::cell::Cell<bool>,
+}
+
+impl ProgressBar {
+    fn new(verb: &'static str) -> ProgressBar {
+        ProgressBar { verb, shown: std::cell::Cell::new(false) }
+    }
+
+    fn update(&self, done: usize, total: usize) {
+        use std::io::IsTerminal as _;
+        let mut err = std::io::stderr().lock();
+        if !err.is_terminal() || total == 0 {
+            return;
+        }
+        const WIDTH: usize = 30;
+        let filled = (done * WIDTH).checked_div(total).unwrap_or(0).min(WIDTH);
+        let bar = format!("{}{}", "#".repeat(filled), ".".repeat(WIDTH - filled));
+        let _ = write!(err, "\r{} [{bar}] {done}/{total} files", self.verb);
+        let _ = err.flush();
+        self.shown.set(true);
+    }
+
+    /// Ends the bar's line so the next message starts on its own.
+    fn finish(&self) {
+        if self.shown.replace(false) {
+            eprintln!();
+        }
+    }
+}
+
+fn mirror_report(event: MirrorEvent, bar: &ProgressBar, on_ready: &dyn Fn(usize)) {
     match event {
-        MirrorEvent::Ready { files } => on_ready(files),
+        MirrorEvent::Progress { done, total } => bar.update(done, total),
+        MirrorEvent::Ready { files } => {
+            bar.finish();
+            on_ready(files);
+        }
         MirrorEvent::Kept { path } => {
+            bar.finish();
             eprintln!("kept your {path}: it differs from the shared one and is not synced (--overwrite replaces it)");
         }
-        MirrorEvent::Offline(reason) => eprintln!("offline ({reason}); reconnecting, your edits are kept"),
-        MirrorEvent::Refused(reason) => eprintln!("the hub refused this session: {reason}"),
+        MirrorEvent::Offline(reason) => {
+            bar.finish();
+            eprintln!("offline ({reason}); reconnecting, your edits are kept");
+        }
+        MirrorEvent::Refused(reason) => {
+            bar.finish();
+            eprintln!("the hub refused this session: {reason}");
+        }
         MirrorEvent::Connected(_) => {}
     }
 }
@@ -214,8 +259,9 @@ fn run_share(args: ShareArgs) -> anyhow::Result<()> {
     // The links are printed once the whole tree is durable on the hub, so
     // whoever uses them at once finds everything.
     let (editor, viewer) = (shared.editor.url, shared.viewer.url);
+    let bar = ProgressBar::new("sharing");
     mirror.run(&stop, |e| {
-        mirror_report(e, &|files| {
+        mirror_report(e, &bar, &|files| {
             let printed = say(&format!("editor: {editor}")).and_then(|()| say(&format!("viewer: {viewer}")));
             if let Err(err) = printed {
                 tracing::error!("{err:#}");
@@ -244,13 +290,14 @@ fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     let mirror = weft_workspace::mirror::Mirror::start(config, runtime.handle())?;
     let role = std::sync::Mutex::new(None);
     let session = link.session.clone();
+    let bar = ProgressBar::new("joining");
     mirror.run(&stop, |event| {
         if let weft_workspace::mirror::MirrorEvent::Connected(r) = &event
             && let Ok(mut role) = role.lock()
         {
             *role = Some(*r);
         }
-        mirror_report(event, &|_files| {
+        mirror_report(event, &bar, &|_files| {
             let role = role.lock().ok().and_then(|r| *r).map(|r| r.to_string()).unwrap_or_default();
             let _ = say(&format!("joined {session} as {role}"));
         });

@@ -7,6 +7,14 @@
 //! messages into replica inputs and replica outputs into LSP messages and
 //! hub frames. Session plumbing (share, join, leave, status, the embedded
 //! hub) lives here too.
+//!
+//! Files the editor does not have open are kept in sync with the disk by a
+//! `weft_workspace::mirror::Mirror` running on its own thread (its own hub
+//! connection, named "NAME (files)"): a file the editor opens is *held* —
+//! the editor's buffer is its truth and the mirror leaves the disk file
+//! alone — and released on close, when the disk is brought to the shared
+//! text. The mirror's first transfer of the tree is reported to the editor
+//! with `$/progress`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +37,7 @@ use weft_protocol::lsp::{
 };
 use weft_protocol::rest::ParticipantList;
 use weft_protocol::{ClientKind, DocId, Role, frame, lsp as wl};
+use weft_workspace::mirror::{Mirror, MirrorCommand, MirrorConfig, MirrorEvent, Side};
 
 use crate::transport::{Incoming, encode};
 use weft_client::hub_link::{self, Credentials, HubEvent, HubLink};
@@ -48,10 +57,13 @@ pub struct BridgeConfig {
 
 /// How long share/join wait for the hub.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long share waits for the file tree to be durable on the hub.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often held (refused) edits are retried.
 const RETRY_TICK: Duration = Duration::from_millis(100);
 
 struct Session {
+    side: Side,
     id: String,
     root: PathBuf,
     role: Option<Role>,
@@ -60,7 +72,42 @@ struct Session {
     token: String,
     password: Option<String>,
     link: HubLink,
+    /// The disk side of the session; `None` if it could not start (the
+    /// editor's buffers are still shared).
+    mirror: Option<MirrorThread>,
     _embedded: Option<weft_hub::embedded::EmbeddedHub>,
+}
+
+/// The mirror's thread; dropping it stops the mirror and waits for it
+/// (every write it makes is atomic, so stopping never leaves half a file).
+struct MirrorThread {
+    commands: Sender<MirrorCommand>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MirrorThread {
+    fn tell(&self, command: MirrorCommand) {
+        if self.commands.send(command).is_err() {
+            tracing::warn!("the workspace mirror has stopped; the disk is no longer kept in sync");
+        }
+    }
+}
+
+impl Drop for MirrorThread {
+    fn drop(&mut self) {
+        let _ = self.commands.send(MirrorCommand::Stop);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the workspace mirror's thread panicked");
+        }
+    }
+}
+
+/// A `$/progress` the bridge started (the token it created).
+struct Progress {
+    token: String,
+    title: &'static str,
 }
 
 /// The bridge's state; see the module doc.
@@ -80,6 +127,14 @@ pub struct Bridge {
     pending_edits: HashMap<RequestId, (Url, u64)>,
     hub_tx: Sender<HubEvent>,
     hub_rx: Receiver<HubEvent>,
+    /// Mirror events, tagged with the session generation they belong to.
+    mirror_tx: Sender<(u64, MirrorEvent)>,
+    mirror_rx: Receiver<(u64, MirrorEvent)>,
+    /// Bumped at every share/join, so a stopped mirror's late events are ignored.
+    generation: u64,
+    /// The client accepts server-initiated `$/progress` (window.workDoneProgress).
+    work_done_progress: bool,
+    progress: Option<Progress>,
     shutting_down: bool,
 }
 
@@ -194,6 +249,9 @@ impl Bridge {
             .build()
             .context("starting the I/O runtime")?;
         let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
+        let (mirror_tx, mirror_rx) = crossbeam_channel::unbounded();
+        let work_done_progress =
+            params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
         Ok(Some(Bridge {
             out,
             runtime,
@@ -208,6 +266,11 @@ impl Bridge {
             pending_edits: HashMap::new(),
             hub_tx,
             hub_rx,
+            mirror_tx,
+            mirror_rx,
+            generation: 0,
+            work_done_progress,
+            progress: None,
             shutting_down: false,
         }))
     }
@@ -228,6 +291,7 @@ impl Bridge {
                     Err(_) => break,
                 },
                 recv(self.hub_rx) -> ev => if let Ok(ev) = ev { self.on_hub(ev) },
+                recv(self.mirror_rx) -> ev => if let Ok((generation, ev)) = ev { self.on_mirror(generation, ev) },
                 recv(tick) -> _ => {
                     for replica in self.docs.values_mut() {
                         replica.retry();
@@ -368,6 +432,9 @@ impl Bridge {
         if self.docs.insert(uri.clone(), replica).is_some() {
             self.log(MessageType::WARNING, &format!("{uri} was opened twice; using the newer buffer"));
         }
+        if let (Some(doc), Some(mirror)) = (self.doc_id(&uri), self.session.as_ref().and_then(|s| s.mirror.as_ref())) {
+            mirror.tell(MirrorCommand::Hold(doc));
+        }
         self.start_sync(&uri);
     }
 
@@ -403,6 +470,9 @@ impl Bridge {
         let Some(replica) = self.docs.remove(&uri) else { return };
         self.pending_edits.retain(|_, (u, _)| *u != uri);
         let (Some(doc), Some(session)) = (self.doc_id(&uri), &self.session) else { return };
+        if let Some(mirror) = &session.mirror {
+            mirror.tell(MirrorCommand::Release(doc.clone()));
+        }
         // The last edits may still be on their way, or lost with a
         // connection that has not been noticed as dead yet: keep the replica
         // until a sync round trip has handed the hub everything it lacks.
@@ -630,8 +700,10 @@ impl Bridge {
         });
         let shared = self.runtime.block_on(hub_api::create_shared_session(&authority, &admin, name))?;
         let session = shared.created.id.0.clone();
-        self.enter_session(session.clone(), root, authority, shared.created.owner.token, None, embedded);
+        let token = shared.created.owner.token;
+        self.enter_session(Side::Host, session.clone(), root, authority, token, None, embedded);
         self.wait_connected()?;
+        self.wait_tree_published();
         Ok(ShareResult { session, links: ShareLinks { editor: shared.editor.url, viewer: shared.viewer.url } })
     }
 
@@ -639,13 +711,16 @@ impl Bridge {
         let root = root_path(&p.root)?;
         let link = Link::parse(&p.link)?;
         self.leave();
-        self.enter_session(link.session.clone(), root, link.authority.clone(), link.token.clone(), p.password, None);
+        let (authority, token) = (link.authority.clone(), link.token.clone());
+        self.enter_session(Side::Guest, link.session.clone(), root, authority, token, p.password, None);
         let role = self.wait_connected()?;
         Ok(JoinResult { session: link.session, role })
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one call per side; a struct would only rename them")]
     fn enter_session(
         &mut self,
+        side: Side,
         id: String,
         root: PathBuf,
         authority: String,
@@ -656,14 +731,16 @@ impl Bridge {
         let creds =
             Credentials { token: token.clone(), password: password.clone(), name: self.name.clone(), kind: self.kind };
         let url = weft_client::link::ws_url(&authority, &id);
-        let link = hub_link::start(self.runtime.handle(), url, creds, self.hub_tx.clone());
+        let link = hub_link::start(self.runtime.handle(), url.clone(), creds, self.hub_tx.clone());
         // Documents already open start over as the editor holds them now.
         for (uri, replica) in self.docs.iter_mut() {
             if doc_id_under(&root, uri).is_some() {
                 *replica = Replica::new(fresh_client_id(), self.enc, replica.version(), &replica.editor_text());
             }
         }
+        let mirror = self.start_mirror(side, &root, &url, &token, &password);
         self.session = Some(Session {
+            side,
             id,
             root,
             role: None,
@@ -672,8 +749,149 @@ impl Bridge {
             token,
             password,
             link,
+            mirror,
             _embedded: embedded,
         });
+    }
+
+    /// Starts the disk side of a session on its own thread, holding the
+    /// files the editor has open.
+    fn start_mirror(
+        &mut self,
+        side: Side,
+        root: &Path,
+        url: &str,
+        token: &str,
+        password: &Option<String>,
+    ) -> Option<MirrorThread> {
+        self.generation += 1;
+        self.progress = None;
+        let config = MirrorConfig {
+            root: root.to_path_buf(),
+            side,
+            url: url.to_owned(),
+            token: token.to_owned(),
+            password: password.clone(),
+            name: format!("{} (files)", self.name),
+            overwrite: false,
+        };
+        let mirror = match Mirror::start(config, self.runtime.handle()) {
+            Ok(mirror) => mirror,
+            Err(err) => {
+                self.show(
+                    MessageType::WARNING,
+                    &format!("weft: files that are not open are not synced with the disk: {err:#}"),
+                );
+                return None;
+            }
+        };
+        let (commands, rx) = crossbeam_channel::unbounded();
+        for uri in self.docs.keys() {
+            if let Some(doc) = doc_id_under(root, uri) {
+                let _ = commands.send(MirrorCommand::Hold(doc));
+            }
+        }
+        let (events, generation) = (self.mirror_tx.clone(), self.generation);
+        let thread = std::thread::Builder::new().name("weft-mirror".into()).spawn(move || {
+            let report = |ev| {
+                let _ = events.send((generation, ev));
+            };
+            if let Err(err) = mirror.run(&rx, report) {
+                tracing::warn!("the workspace mirror stopped: {err:#}");
+            }
+        });
+        match thread {
+            Ok(thread) => Some(MirrorThread { commands, thread: Some(thread) }),
+            Err(err) => {
+                tracing::error!(%err, "cannot start the workspace mirror's thread");
+                None
+            }
+        }
+    }
+
+    /// Share: waits until the mirror has the whole tree durable on the hub,
+    /// so the links work at once (reporting progress meanwhile). Gives up
+    /// waiting, not sharing, after [`PUBLISH_TIMEOUT`].
+    fn wait_tree_published(&mut self) {
+        if self.session.as_ref().is_none_or(|s| s.mirror.is_none()) {
+            return;
+        }
+        let deadline = std::time::Instant::now() + PUBLISH_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            select! {
+                recv(self.hub_rx) -> ev => if let Ok(ev) = ev { self.on_hub(ev) },
+                recv(self.mirror_rx) -> ev => if let Ok((generation, ev)) = ev {
+                    let ready = generation == self.generation && matches!(ev, MirrorEvent::Ready { .. });
+                    self.on_mirror(generation, ev);
+                    if ready {
+                        return;
+                    }
+                },
+                default(left) => {
+                    return self.log(MessageType::WARNING, "sharing: the file tree is still being published; links are ready, files arrive as they are sent");
+                }
+            }
+        }
+    }
+
+    fn on_mirror(&mut self, generation: u64, ev: MirrorEvent) {
+        if generation != self.generation || self.session.is_none() {
+            return;
+        }
+        let title = match self.session.as_ref().map(|s| s.side) {
+            Some(Side::Host) => "weft: sharing files",
+            _ => "weft: joining",
+        };
+        match ev {
+            MirrorEvent::Progress { done, total } => self.report_progress(title, done, total),
+            MirrorEvent::Ready { files } => {
+                self.end_progress(&format!("{files} files in sync"));
+                self.log(MessageType::INFO, &format!("weft: {files} files in sync with the disk"));
+            }
+            MirrorEvent::Kept { path } => self.show(
+                MessageType::WARNING,
+                &format!("weft: kept your {path}: it differs from the shared one and is not synced"),
+            ),
+            MirrorEvent::Offline(_) | MirrorEvent::Connected(_) | MirrorEvent::Refused(_) => {}
+        }
+    }
+
+    /// `$/progress` (begin, then report) if the client accepts it.
+    fn report_progress(&mut self, title: &'static str, done: usize, total: usize) {
+        if !self.work_done_progress {
+            return;
+        }
+        let percentage = (done * 100).checked_div(total).unwrap_or(100).min(100) as u32;
+        let message = format!("{done}/{total} files");
+        let progress = match &self.progress {
+            Some(p) => p,
+            None => {
+                let token = format!("weft/mirror/{}", self.generation);
+                let id = RequestId::from(self.next_request);
+                self.next_request += 1;
+                let params = serde_json::json!({ "token": token });
+                self.send(Message::Request(Request { id, method: "window/workDoneProgress/create".into(), params }));
+                self.notify(
+                    "$/progress",
+                    serde_json::json!({ "token": token, "value": {
+                        "kind": "begin", "title": title, "cancellable": false, "message": message, "percentage": percentage,
+                    }}),
+                );
+                self.progress.insert(Progress { token, title })
+            }
+        };
+        let value = serde_json::json!({ "kind": "report", "message": message, "percentage": percentage });
+        let params = serde_json::json!({ "token": progress.token, "value": value });
+        tracing::debug!(title = progress.title, done, total, "progress");
+        self.notify("$/progress", params);
+    }
+
+    fn end_progress(&mut self, message: &str) {
+        if let Some(progress) = self.progress.take() {
+            let params = serde_json::json!({ "token": progress.token, "value": { "kind": "end", "message": message } });
+            self.notify("$/progress", params);
+        }
     }
 
     /// Waits for the first connection of a new session, handling hub events.

@@ -17,10 +17,10 @@
 //! synced content kept under `.weft/base`. See
 //! docs/decisions/0007-workspace-mirror.md for the rules and limits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, select};
@@ -37,7 +37,7 @@ use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
 use yrs::{Any, Doc, Map, MapRef, Origin, ReadTxn, Transact, Update};
 
-use crate::scan::{EntryKind, ScanOptions, path_of, scan};
+use crate::scan::{EntryKind, ScanOptions, path_of, scan_new};
 use crate::write::write_atomic;
 
 const LOCAL: &str = "weft-local";
@@ -45,6 +45,8 @@ const LOCAL: &str = "weft-local";
 const TICK: Duration = Duration::from_millis(150);
 /// Every how many ticks new files are looked for (a full scan).
 const RESCAN_EVERY: u32 = 10;
+/// How often, at most, progress is reported while the tree is transferred.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// Which side of a session this mirror is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +71,29 @@ pub struct MirrorConfig {
     pub overwrite: bool,
 }
 
+/// What the mirror's owner tells it while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MirrorCommand {
+    /// An editor opened this file: from now on the editor's buffer is the
+    /// file's truth. The mirror stops reading and writing it on disk.
+    Hold(DocId),
+    /// The editor closed it: the disk follows the shared text again (the
+    /// file is rewritten to it, whatever the disk holds, saved or not).
+    Release(DocId),
+    /// Stop now (Ctrl-C, leaving the session). Every write is atomic, so no
+    /// file is left half-written.
+    Stop,
+}
+
 /// What the mirror reports to its caller (the CLI prints it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MirrorEvent {
     /// Connected with this role.
     Connected(Role),
+    /// The first transfer of the tree: `done` of `total` text files are in
+    /// place (guest) or durable on the hub (host). Reported at most every
+    /// 100 ms until [`MirrorEvent::Ready`].
+    Progress { done: usize, total: usize },
     /// The tree is in place (guest: every shared file written or kept).
     Ready { files: usize },
     /// A local file differs from the shared one and was left alone.
@@ -187,8 +207,9 @@ struct FileState {
     exec: bool,
     /// Guest: written (or deliberately kept) after the first sync.
     materialised: bool,
-    /// The local file was merged three-way with its saved base (after a
-    /// restart), so a difference from the shared text is not a conflict.
+    /// The local file's difference from the shared text is not a conflict
+    /// to keep apart: it was merged three-way with its saved base (after a
+    /// restart), or an editor just released it (the shared text wins).
     merged: bool,
 }
 
@@ -207,6 +228,12 @@ pub struct Mirror {
     /// hub's latest ack of them (the host is ready once all are durable).
     sent_updates: u64,
     acked: u64,
+    /// Files an editor holds ([`MirrorCommand::Hold`]): not on disk duty.
+    held: HashSet<DocId>,
+    /// Files whose replica may have output since the last flush.
+    dirty: HashSet<DocId>,
+    /// The last progress reported, and when.
+    progress: Option<((usize, usize), Instant)>,
 }
 
 /// (size, mtime) of a regular file; `None` if missing or not a regular
@@ -301,6 +328,9 @@ impl Mirror {
             ticks: 0,
             sent_updates: 0,
             acked: 0,
+            held: HashSet::new(),
+            dirty: HashSet::new(),
+            progress: None,
         };
         if mirror.config.side == Side::Host {
             mirror.publish_tree()?;
@@ -310,20 +340,24 @@ impl Mirror {
 
     /// Host: scans the root, publishes the tree, and loads every text file.
     fn publish_tree(&mut self) -> anyhow::Result<()> {
-        let entries = scan(&self.config.root, &ScanOptions::default())
-            .with_context(|| format!("cannot list {}", self.config.root.display()))?;
+        if self.role == Some(Role::Viewer) {
+            return Ok(());
+        }
         let known = self.session.tree();
-        let read_only = self.role == Some(Role::Viewer);
+        // Paths the session already has (including local files kept apart
+        // after a conflict) are never re-published, nor read again.
+        let is_known = |doc: &DocId| known.contains_key(doc.as_str()) || self.files.contains_key(doc);
+        let entries = scan_new(&self.config.root, &ScanOptions::default(), &is_known)
+            .with_context(|| format!("cannot list {}", self.config.root.display()))?;
         for entry in entries {
             let path = entry.path.as_str().to_owned();
-            // Paths the session already has (including local files kept
-            // apart after a conflict) are never re-published.
-            if known.contains_key(&path) || self.files.contains_key(&entry.path) || read_only {
-                continue;
-            }
             match &entry.kind {
                 EntryKind::Text => {
                     self.session.publish(&path, "text", entry.size, entry.executable, None);
+                    if self.held.contains(&entry.path) {
+                        // An editor's buffer carries this file's text.
+                        continue;
+                    }
                     let file = path_of(&self.config.root, &entry.path);
                     let Some(text) = read_regular(&file) else { continue };
                     let mut replica = Replica::new(fresh_client_id(), Encoding::Utf32, 0, &text);
@@ -384,12 +418,17 @@ impl Mirror {
         }
     }
 
-    /// Runs until `stop` fires or the hub refuses the session; reports to `report`.
-    pub fn run(mut self, stop: &Receiver<()>, report: impl Fn(MirrorEvent)) -> anyhow::Result<()> {
+    /// Runs until told to stop (or the command channel closes) or the hub
+    /// refuses the session; reports to `report`.
+    pub fn run(mut self, commands: &Receiver<MirrorCommand>, report: impl Fn(MirrorEvent)) -> anyhow::Result<()> {
         let tick = crossbeam_channel::tick(TICK);
         loop {
             select! {
-                recv(stop) -> _ => break,
+                recv(commands) -> cmd => match cmd {
+                    Ok(MirrorCommand::Hold(doc)) => self.hold(doc),
+                    Ok(MirrorCommand::Release(doc)) => self.release(doc),
+                    Ok(MirrorCommand::Stop) | Err(_) => break,
+                },
                 recv(self.events) -> ev => match ev {
                     Ok(HubEvent::Connected { role, .. }) => {
                         self.connected = true;
@@ -424,19 +463,74 @@ impl Mirror {
                 recv(tick) -> _ => self.on_tick(),
             }
             self.flush();
-            // Ready once the tree is known, every shared file is on disk
-            // (guest) and everything sent is durable on the hub (host).
-            if !self.ready
-                && self.connected
-                && self.session.synced
-                && self.acked >= self.sent_updates
-                && self.files.values().all(|f| f.materialised && f.replica.is_settled())
-            {
-                self.ready = true;
-                report(MirrorEvent::Ready { files: self.files.len() });
+            if !self.ready {
+                self.check_ready(&report);
             }
         }
         Ok(())
+    }
+
+    /// Reports progress, and `Ready` once the tree is known, every shared
+    /// file is on disk (guest) and everything sent is durable on the hub
+    /// (host).
+    fn check_ready(&mut self, report: &impl Fn(MirrorEvent)) {
+        if !self.connected || !self.session.synced {
+            return;
+        }
+        let in_place = |f: &FileState| f.materialised && f.replica.is_settled();
+        let durable = self.acked >= self.sent_updates;
+        if durable && self.files.values().all(in_place) {
+            self.ready = true;
+            let total = self.files.len();
+            if self.progress.is_some_and(|((done, _), _)| done != total) {
+                report(MirrorEvent::Progress { done: total, total });
+            }
+            report(MirrorEvent::Ready { files: total });
+            return;
+        }
+        if self.progress.is_some_and(|(_, at)| at.elapsed() < PROGRESS_EVERY) {
+            return;
+        }
+        let total = self.files.len();
+        // The host's files are in place from the start: count them done
+        // once the hub has acknowledged everything sent so far.
+        let done = self.files.values().filter(|f| in_place(f) && (durable || self.config.side == Side::Guest)).count();
+        if self.progress.is_none_or(|(last, _)| last != (done, total)) {
+            report(MirrorEvent::Progress { done, total });
+        }
+        self.progress = Some(((done, total), Instant::now()));
+    }
+
+    /// An editor holds `doc` now: its replica here is dropped (after
+    /// handing over what it has not sent) and the disk file is left alone.
+    fn hold(&mut self, doc: DocId) {
+        if let Some(mut state) = self.files.remove(&doc) {
+            for update in state.replica.take_updates() {
+                if self.connected {
+                    self.send(&doc, &weft_core::shared_doc::update_message(&update));
+                }
+            }
+            if self.connected {
+                self.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc: doc.clone() });
+            }
+        }
+        self.dirty.remove(&doc);
+        self.held.insert(doc);
+    }
+
+    /// The editor let `doc` go: the disk follows the shared text again.
+    fn release(&mut self, doc: DocId) {
+        if !self.held.remove(&doc) {
+            return;
+        }
+        if !self.session.synced {
+            // `adopt_tree` picks it up with the tree.
+            return;
+        }
+        let Some((kind, exec)) = self.session.tree().remove(doc.as_str()) else { return };
+        if kind == "text" {
+            self.adopt_file(doc, exec, true);
+        }
     }
 
     fn on_frame(&mut self, bytes: &[u8], report: &impl Fn(MirrorEvent)) {
@@ -452,6 +546,7 @@ impl Mirror {
             return;
         }
         let Some(state) = self.files.get_mut(&doc) else { return };
+        self.dirty.insert(doc.clone());
         match state.replica.handle_sync(message) {
             Ok(replies) => replies.iter().for_each(|r| self.send(&doc, r)),
             Err(err) => tracing::warn!(%err, %doc, "ignored a file message"),
@@ -487,60 +582,68 @@ impl Mirror {
                 }
                 continue;
             }
-            if kind != "text" || self.files.contains_key(&doc) {
+            if kind != "text" || self.files.contains_key(&doc) || self.held.contains(&doc) {
                 continue;
             }
             if !acceptable_remote_path(&doc) || crate::write::through_symlink(&self.config.root, &doc) {
                 tracing::warn!(%doc, "refused a shared path that may not be written here");
                 continue;
             }
-            let file = path_of(&self.config.root, &doc);
-            let local = read_regular(&file);
-            let base = self.load_base(&doc);
-            let read_only = self.role == Some(Role::Viewer);
-            let (replica, merged) = match (&base, &local) {
-                // After a restart: the last synced content (the base) lets the
-                // replica replay what changed here while we were away onto
-                // the shared text, a three-way merge.
-                (Some(base), Some(local)) => {
-                    let mut replica = Replica::new(fresh_client_id(), Encoding::Utf32, 0, base);
-                    if let Some(change) = diff_change(base, local)
-                        && let Err(err) = replica.did_change(1, &[change])
-                    {
-                        tracing::warn!(%err, %doc, "cannot replay local changes made while away");
-                    }
-                    (replica, true)
-                }
-                // Synced before, deleted here while we were away: delete it.
-                (Some(_), None) => {
-                    if !read_only {
-                        self.session.unpublish(doc.as_str());
-                    }
-                    let _ = std::fs::remove_file(path_of(&self.base_dir(), &doc));
-                    continue;
-                }
-                // A local file nobody here chose to share: it is never
-                // uploaded; it is kept if it differs (see `materialise`).
-                (None, Some(local)) => {
-                    let mut replica = Replica::new(fresh_client_id(), Encoding::Utf32, 0, local);
-                    replica.set_shared_wins();
-                    (replica, false)
-                }
-                (None, None) => (Replica::new(fresh_client_id(), Encoding::Utf32, 0, ""), false),
-            };
-            let mut replica = replica;
-            replica.set_read_only(read_only);
-            let state = FileState {
-                replica,
-                disk: local.clone().unwrap_or_default(),
-                stamp: stamp(&file),
-                exec,
-                materialised: false,
-                merged,
-            };
-            self.files.insert(doc.clone(), state);
-            self.sync_file(&doc);
+            self.adopt_file(doc, exec, false);
         }
+    }
+
+    /// Starts syncing the shared text file `doc` with the disk. `force`:
+    /// an editor just released it, so the shared text replaces whatever
+    /// the disk holds (the editor's edits are all in the shared text).
+    fn adopt_file(&mut self, doc: DocId, exec: bool, force: bool) {
+        let file = path_of(&self.config.root, &doc);
+        let local = read_regular(&file);
+        let base = if force { None } else { self.load_base(&doc) };
+        let read_only = self.role == Some(Role::Viewer);
+        let (mut replica, merged) = match (&base, &local) {
+            // After a restart: the last synced content (the base) lets the
+            // replica replay what changed here while we were away onto
+            // the shared text, a three-way merge.
+            (Some(base), Some(local)) => {
+                let mut replica = Replica::new(fresh_client_id(), Encoding::Utf32, 0, base);
+                if let Some(change) = diff_change(base, local)
+                    && let Err(err) = replica.did_change(1, &[change])
+                {
+                    tracing::warn!(%err, %doc, "cannot replay local changes made while away");
+                }
+                (replica, true)
+            }
+            // Synced before, deleted here while we were away: delete it.
+            (Some(_), None) => {
+                if !read_only {
+                    self.session.unpublish(doc.as_str());
+                }
+                let _ = std::fs::remove_file(path_of(&self.base_dir(), &doc));
+                return;
+            }
+            // A local file nobody here chose to share: it is never
+            // uploaded; it is kept if it differs (see `materialise`),
+            // unless an editor released it.
+            (None, Some(local)) => {
+                let mut replica = Replica::new(fresh_client_id(), Encoding::Utf32, 0, local);
+                replica.set_shared_wins();
+                (replica, force)
+            }
+            (None, None) => (Replica::new(fresh_client_id(), Encoding::Utf32, 0, ""), false),
+        };
+        replica.set_read_only(read_only);
+        let state = FileState {
+            replica,
+            disk: local.clone().unwrap_or_default(),
+            stamp: stamp(&file),
+            exec,
+            materialised: false,
+            merged,
+        };
+        self.files.insert(doc.clone(), state);
+        self.dirty.insert(doc.clone());
+        self.sync_file(&doc);
     }
 
     /// Guest: after a file's first sync, decides whether it goes on disk:
@@ -594,6 +697,7 @@ impl Mirror {
             if !state.materialised {
                 continue;
             }
+            self.dirty.insert(doc.clone());
             state.replica.retry();
             let path = path_of(&root, doc);
             let now = stamp(&path);
@@ -636,7 +740,9 @@ impl Mirror {
             out.push((DocId::session(), weft_core::shared_doc::update_message(&update)));
         }
         let root = self.config.root.clone();
-        let docs: Vec<DocId> = self.files.keys().cloned().collect();
+        // Only files that had input since the last flush can have output:
+        // a frame for one file must not cost a walk over thousands.
+        let docs = std::mem::take(&mut self.dirty);
         for doc in docs {
             let Some(state) = self.files.get_mut(&doc) else { continue };
             for update in state.replica.take_updates() {

@@ -55,6 +55,13 @@ impl Default for ScanOptions {
 /// Lists the shared paths under `root`, sorted. Unreadable entries are
 /// skipped with a warning, never fatal.
 pub fn scan(root: &Path, options: &ScanOptions) -> std::io::Result<Vec<Entry>> {
+    scan_new(root, options, &|_| false)
+}
+
+/// [`scan`], leaving out the paths `known` says are known already: they
+/// are neither listed nor read (a rescan classifies only new files, so its
+/// cost does not grow with the bytes already shared).
+pub fn scan_new(root: &Path, options: &ScanOptions, known: &dyn Fn(&DocId) -> bool) -> std::io::Result<Vec<Entry>> {
     let root = root.canonicalize()?;
     let walker = ignore::WalkBuilder::new(&root)
         .hidden(false)
@@ -85,6 +92,9 @@ pub fn scan(root: &Path, options: &ScanOptions) -> std::io::Result<Vec<Entry>> {
             tracing::warn!(path = %item.path().display(), "skipped a path that cannot be a document id");
             continue;
         };
+        if known(&path) {
+            continue;
+        }
         let Some(file_type) = item.file_type() else { continue };
         let entry = if file_type.is_symlink() {
             Entry { path, kind: EntryKind::Symlink, size: 0, executable: false }
