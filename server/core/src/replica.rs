@@ -640,9 +640,11 @@ impl Replica {
         Ok(())
     }
 
-    /// Allows a refused edit to be sent again without waiting for a change.
-    pub fn retry(&mut self) {
-        self.hold = false;
+    /// Allows a refused edit to be sent again without waiting for a change;
+    /// whether one was held back (only then can [`Replica::poll_edit`] have
+    /// something new).
+    pub fn retry(&mut self) -> bool {
+        std::mem::take(&mut self.hold)
     }
 
     /// Checks the editor's hash of its buffer at `version`. On mismatch

@@ -11,9 +11,13 @@
 //! keeps editors consistent decides what happens when a tool writes a
 //! file while a remote edit is on its way.
 //!
-//! Disk changes are found by polling (size + mtime, then content) on a
-//! tick; no file-watcher dependency. Creates, deletes and renames (delete +
-//! create) propagate; a restarted joiner merges three-way with the last
+//! Disk changes are found with a file watcher (inotify and the like,
+//! through `notify`: one non-recursive watch per shared directory, so
+//! ignored trees such as `target/` cost nothing) that names the files to
+//! look at (size + mtime, then content) on the next tick; a full sweep
+//! every few seconds catches whatever a watcher can miss (a full event
+//! queue), and without a watcher the mirror polls every file each tick.
+//! Creates, deletes and renames (delete + create) propagate; a restarted joiner merges three-way with the last
 //! synced content kept under `.weft/base`. See
 //! docs/decisions/0007-workspace-mirror.md for the rules and limits.
 
@@ -43,8 +47,12 @@ use crate::write::write_atomic;
 const LOCAL: &str = "weft-local";
 /// How often the disk is checked for changes.
 const TICK: Duration = Duration::from_millis(150);
-/// Every how many ticks new files are looked for (a full scan).
+/// Every how many ticks new files are looked for (a full scan) when no
+/// watcher says where to look.
 const RESCAN_EVERY: u32 = 10;
+/// Every how many ticks every file is looked at, and the tree scanned
+/// again, although the watcher said nothing: the safety net.
+const SWEEP_EVERY: u32 = 40;
 /// How often, at most, progress is reported while the tree is transferred.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
@@ -234,6 +242,15 @@ pub struct Mirror {
     dirty: HashSet<DocId>,
     /// The last progress reported, and when.
     progress: Option<((usize, usize), Instant)>,
+    /// The file watcher (`None`: polling), its events, and the directories
+    /// it watches.
+    watcher: Option<notify::RecommendedWatcher>,
+    fs_events: Receiver<notify::Result<notify::Event>>,
+    watched: HashSet<PathBuf>,
+    /// Synced files the watcher named since the last tick.
+    suspects: HashSet<DocId>,
+    /// The watcher saw something new (a file or directory not synced yet).
+    rescan_due: bool,
 }
 
 /// (size, mtime) of a regular file; `None` if missing or not a regular
@@ -316,6 +333,14 @@ impl Mirror {
             kind: ClientKind::User,
         };
         let link = hub_link::start(runtime, config.url.clone(), creds, tx);
+        let (fs_tx, fs_events) = crossbeam_channel::unbounded();
+        let watcher = match notify::recommended_watcher(fs_tx) {
+            Ok(watcher) => Some(watcher),
+            Err(err) => {
+                tracing::warn!(%err, "no file watcher; polling the disk instead");
+                None
+            }
+        };
         let mut mirror = Mirror {
             session: SessionDoc::new(fresh_client_id()),
             config,
@@ -331,7 +356,14 @@ impl Mirror {
             held: HashSet::new(),
             dirty: HashSet::new(),
             progress: None,
+            watcher,
+            fs_events,
+            watched: HashSet::new(),
+            suspects: HashSet::new(),
+            rescan_due: false,
         };
+        let root = mirror.config.root.clone();
+        mirror.watch_dir(&root);
         if mirror.config.side == Side::Host {
             mirror.publish_tree()?;
         }
@@ -354,6 +386,7 @@ impl Mirror {
             match &entry.kind {
                 EntryKind::Text => {
                     self.session.publish(&path, "text", entry.size, entry.executable, None);
+                    self.watch_parents(&entry.path);
                     if self.held.contains(&entry.path) {
                         // An editor's buffer carries this file's text.
                         continue;
@@ -380,7 +413,10 @@ impl Mirror {
                 EntryKind::Unsynced { note } => {
                     self.session.publish(&path, "unsynced", entry.size, entry.executable, Some(note));
                 }
-                EntryKind::Dir => self.session.publish(&path, "dir", 0, false, None),
+                EntryKind::Dir => {
+                    self.session.publish(&path, "dir", 0, false, None);
+                    self.watch_dir(&path_of(&self.config.root, &entry.path));
+                }
                 EntryKind::Symlink => {
                     self.session.publish(&path, "symlink", 0, false, Some("not synced: symbolic link"));
                 }
@@ -460,6 +496,7 @@ impl Mirror {
                     Ok(HubEvent::Control(_)) => {}
                     Err(_) => break,
                 },
+                recv(self.fs_events) -> ev => if let Ok(ev) = ev { self.on_fs_event(ev) },
                 recv(tick) -> _ => self.on_tick(),
             }
             self.flush();
@@ -577,8 +614,12 @@ impl Mirror {
                     continue;
                 }
                 let dir = path_of(&self.config.root, &doc);
-                if let Err(err) = std::fs::create_dir_all(&dir) {
-                    tracing::warn!(%err, dir = %dir.display(), "cannot create a shared directory");
+                match std::fs::create_dir_all(&dir) {
+                    Ok(()) => {
+                        self.watch_parents(&doc);
+                        self.watch_dir(&dir);
+                    }
+                    Err(err) => tracing::warn!(%err, dir = %dir.display(), "cannot create a shared directory"),
                 }
                 continue;
             }
@@ -643,6 +684,7 @@ impl Mirror {
         };
         self.files.insert(doc.clone(), state);
         self.dirty.insert(doc.clone());
+        self.watch_parents(&doc);
         self.sync_file(&doc);
     }
 
@@ -679,17 +721,98 @@ impl Mirror {
         }
         let text = state.disk.clone();
         self.save_base(doc, &text);
+        self.watch_parents(doc);
+    }
+
+    /// Watches the directory `dir` (not recursively) from now on, if it
+    /// exists and is a real directory (never a symlink). If the watcher
+    /// fails otherwise (a watch limit, say), the mirror falls back to
+    /// polling.
+    fn watch_dir(&mut self, dir: &Path) {
+        use notify::Watcher as _;
+        let Some(watcher) = &mut self.watcher else { return };
+        if self.watched.contains(dir) || !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return;
+        }
+        match watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                self.watched.insert(dir.to_path_buf());
+            }
+            // Gone since we looked: whoever re-creates it makes us rescan.
+            Err(notify::Error { kind: notify::ErrorKind::PathNotFound, .. }) => {}
+            Err(err) => {
+                tracing::warn!(%err, dir = %dir.display(), "cannot watch a directory; polling the disk instead");
+                self.watcher = None;
+            }
+        }
+    }
+
+    /// Watches the directories above `doc`, up to the root, so changes to
+    /// it and new siblings are noticed.
+    fn watch_parents(&mut self, doc: &DocId) {
+        let mut dir = path_of(&self.config.root, doc);
+        while dir.pop() && dir.starts_with(&self.config.root) {
+            if self.watched.contains(&dir) {
+                break;
+            }
+            let here = dir.clone();
+            self.watch_dir(&here);
+        }
+    }
+
+    /// A watcher event: the synced files it names are looked at on the next
+    /// tick; anything else under the root makes the next tick rescan.
+    fn on_fs_event(&mut self, event: notify::Result<notify::Event>) {
+        let event = match event {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::debug!(%err, "file watcher error; sweeping everything");
+                self.rescan_due = true;
+                self.suspects.extend(self.files.keys().cloned());
+                return;
+            }
+        };
+        tracing::trace!(kind = ?event.kind, paths = ?event.paths, "file watcher event");
+        if event.need_rescan() {
+            self.rescan_due = true;
+            self.suspects.extend(self.files.keys().cloned());
+        }
+        match event.kind {
+            notify::EventKind::Access(_) => return,
+            // A removed directory's watch is gone with it.
+            notify::EventKind::Remove(_) => event.paths.iter().for_each(|p| {
+                self.watched.remove(p);
+            }),
+            _ => {}
+        }
+        for path in &event.paths {
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(crate::write::is_temp_name) {
+                continue;
+            }
+            match crate::scan::doc_id(&self.config.root, path) {
+                Some(doc) if self.files.contains_key(&doc) => {
+                    self.suspects.insert(doc);
+                }
+                Some(doc) if self.held.contains(&doc) => {}
+                Some(_) => self.rescan_due = true,
+                None => {}
+            }
+        }
     }
 
     fn on_tick(&mut self) {
         self.ticks = self.ticks.wrapping_add(1);
+        let watching = self.watcher.is_some();
+        let sweep = !watching || self.ticks.is_multiple_of(SWEEP_EVERY);
+        let rescan = if watching { self.rescan_due || sweep } else { self.ticks.is_multiple_of(RESCAN_EVERY) };
         // New local files become shared (once this side knows the tree).
-        if (self.ready || self.config.side == Side::Host)
-            && self.ticks.is_multiple_of(RESCAN_EVERY)
-            && let Err(err) = self.publish_tree()
-        {
-            tracing::warn!("rescan failed: {err:#}");
+        if rescan && (self.ready || self.config.side == Side::Host) {
+            self.rescan_due = false;
+            if let Err(err) = self.publish_tree() {
+                tracing::warn!("rescan failed: {err:#}");
+            }
         }
+        let suspects = std::mem::take(&mut self.suspects);
         let root = self.config.root.clone();
         let mut deleted = Vec::new();
         let mut bases = Vec::new();
@@ -697,8 +820,12 @@ impl Mirror {
             if !state.materialised {
                 continue;
             }
-            self.dirty.insert(doc.clone());
-            state.replica.retry();
+            if state.replica.retry() {
+                self.dirty.insert(doc.clone());
+            }
+            if !sweep && !suspects.contains(doc) {
+                continue;
+            }
             let path = path_of(&root, doc);
             let now = stamp(&path);
             if now.is_none() {
@@ -719,6 +846,7 @@ impl Mirror {
                 }
                 state.disk = text;
                 bases.push((doc.clone(), state.disk.clone()));
+                self.dirty.insert(doc.clone());
             }
         }
         for (doc, text) in bases {
@@ -744,65 +872,80 @@ impl Mirror {
         // a frame for one file must not cost a walk over thousands.
         let docs = std::mem::take(&mut self.dirty);
         for doc in docs {
+            self.write_pending_edit(&root, &doc);
+            // Updates last: writing the edit may have picked up a disk change.
             let Some(state) = self.files.get_mut(&doc) else { continue };
             for update in state.replica.take_updates() {
                 out.push((doc.clone(), weft_core::shared_doc::update_message(&update)));
             }
             state.replica.take_notices();
-            if !state.materialised {
-                continue;
-            }
-            let Some(edit) = state.replica.poll_edit() else { continue };
-            // The disk may have changed since the last tick: if so, that
-            // change goes first and this edit is refused as stale.
-            let path = path_of(&root, &doc);
-            let on_disk = read_regular(&path);
-            if on_disk.is_none() && state.stamp.is_some() {
-                // Deleted here and not noticed yet: never resurrect it; the
-                // next tick takes the file out of the tree.
-                let _ = state.replica.edit_answered(edit.id, false);
-                continue;
-            }
-            if let Some(on_disk) = on_disk.filter(|t| *t != state.disk) {
-                let version = state.replica.version() + 1;
-                if let Some(change) = diff_change(&state.disk, &on_disk) {
-                    let _ = state.replica.did_change(version, &[change]);
-                }
-                state.disk = on_disk;
-                state.stamp = stamp(&path);
-                let _ = state.replica.edit_answered(edit.id, false);
-                continue;
-            }
-            let new_text = apply_edits(&state.disk, &edit.edits);
-            match write_atomic(&root, &doc, new_text.as_bytes(), state.exec) {
-                Ok(path) => {
-                    let version = edit.version + 1;
-                    let changes: Vec<EditorChange> = edit
-                        .edits
-                        .iter()
-                        .rev()
-                        .map(|(s, e, t)| EditorChange { range: Some((*s, *e)), text: t.clone() })
-                        .collect();
-                    let _ = state.replica.edit_answered(edit.id, true);
-                    if let Err(err) = state.replica.did_change(version, &changes) {
-                        tracing::warn!(%err, %doc, "echo of a disk write failed");
-                    }
-                    state.disk = new_text;
-                    state.stamp = stamp(&path);
-                    let text = state.disk.clone();
-                    self.save_base(&doc, &text);
-                }
-                Err(err) => {
-                    tracing::warn!(%err, %doc, "cannot write a remote change to disk");
-                    let _ = state.replica.edit_answered(edit.id, false);
-                }
-            }
         }
         // Offline, updates stay in the documents; the reconnect's sync
         // exchange carries them.
         if self.connected {
             for (doc, msg) in out {
                 self.send(&doc, &msg);
+            }
+        }
+    }
+
+    /// Writes the edit `doc`'s replica has for the disk, if any, unless the
+    /// disk changed since it was last read: then that change goes into the
+    /// replica first and the edit is answered as refused (it comes back
+    /// transformed), as an editor that typed while an applyEdit was on its
+    /// way would.
+    fn write_pending_edit(&mut self, root: &Path, doc: &DocId) {
+        let Some(state) = self.files.get_mut(doc) else { return };
+        if !state.materialised {
+            return;
+        }
+        let Some(edit) = state.replica.poll_edit() else { return };
+        let path = path_of(root, doc);
+        let on_disk = read_regular(&path);
+        if on_disk.is_none() && state.stamp.is_some() {
+            // Deleted here and not noticed yet: never resurrect it; the
+            // next tick takes the file out of the tree.
+            let _ = state.replica.edit_answered(edit.id, false);
+            return;
+        }
+        if let Some(on_disk) = on_disk.filter(|t| *t != state.disk) {
+            let version = state.replica.version() + 1;
+            if let Some(change) = diff_change(&state.disk, &on_disk)
+                && let Err(err) = state.replica.did_change(version, &[change])
+            {
+                tracing::warn!(%err, %doc, "a disk change could not be applied");
+            }
+            state.disk = on_disk;
+            state.stamp = stamp(&path);
+            let _ = state.replica.edit_answered(edit.id, false);
+            let text = state.disk.clone();
+            self.save_base(doc, &text);
+            // The transformed edit goes out at the next flush.
+            self.dirty.insert(doc.clone());
+            return;
+        }
+        let new_text = apply_edits(&state.disk, &edit.edits);
+        match write_atomic(root, doc, new_text.as_bytes(), state.exec) {
+            Ok(path) => {
+                let version = edit.version + 1;
+                let changes: Vec<EditorChange> = edit
+                    .edits
+                    .iter()
+                    .rev()
+                    .map(|(s, e, t)| EditorChange { range: Some((*s, *e)), text: t.clone() })
+                    .collect();
+                let _ = state.replica.edit_answered(edit.id, true);
+                if let Err(err) = state.replica.did_change(version, &changes) {
+                    tracing::warn!(%err, %doc, "echo of a disk write failed");
+                }
+                state.disk = new_text;
+                state.stamp = stamp(&path);
+                let text = state.disk.clone();
+                self.save_base(doc, &text);
+            }
+            Err(err) => {
+                tracing::warn!(%err, %doc, "cannot write a remote change to disk");
+                let _ = state.replica.edit_answered(edit.id, false);
             }
         }
     }

@@ -92,7 +92,7 @@ pub fn scan_new(root: &Path, options: &ScanOptions, known: &dyn Fn(&DocId) -> bo
             tracing::warn!(path = %item.path().display(), "skipped a path that cannot be a document id");
             continue;
         };
-        if known(&path) {
+        if known(&path) || item.file_name().to_str().is_some_and(crate::write::is_temp_name) {
             continue;
         }
         let Some(file_type) = item.file_type() else { continue };

@@ -15,6 +15,16 @@ use weft_protocol::DocId;
 
 use crate::scan::path_of;
 
+/// What marks the temp files [`write_atomic`] renames into place:
+/// `.NAME.weft-PID.tmp`.
+const TEMP_MARK: &str = ".weft-";
+
+/// Whether a file name is one of the temp files of [`write_atomic`] (in
+/// flight, never shared, and no news to a watcher).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp") && name.contains(TEMP_MARK)
+}
+
 /// Why a write was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -63,7 +73,7 @@ pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) ->
     let dir = target.parent().unwrap_or(root);
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(format!(".{name}.weft-{}.tmp", std::process::id()));
+    let temp = dir.join(format!(".{name}{TEMP_MARK}{}.tmp", std::process::id()));
     let written = (|| {
         // `create_new`: never follow or reuse something planted at the temp name.
         let _ = std::fs::remove_file(&temp);
