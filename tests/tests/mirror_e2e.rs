@@ -150,6 +150,36 @@ fn share_and_join_a_directory_both_ways() -> anyhow::Result<()> {
             && read(&host, "src/m2/renamed.rs").is_some_and(|t| t.contains("fn f2()"))
     })?;
 
+    // A rename on one side while the other edits the same file: the edit
+    // the renaming side had not seen wins over the delete half of the
+    // rename, so the file stays (with the edit) next to the renamed copy.
+    let original = "src/m3/file 3 ü.rs";
+    let before = read(&host, original).unwrap_or_default();
+    std::fs::rename(host.join(original), host.join("src/m3/moved.rs"))?;
+    put(&guest, original, format!("{before}// guest edit\n").as_bytes())?;
+    wait_until("the rename and the edit settled on both sides", T, || {
+        read(&host, "src/m3/moved.rs").as_deref() == Some(before.as_str())
+            && read(&guest, "src/m3/moved.rs").as_deref() == Some(before.as_str())
+            && read(&host, original).is_some_and(|t| t.ends_with("// guest edit\n"))
+            && read(&guest, original) == read(&host, original)
+    })?;
+
+    // Both trees end identical.
+    let synced = |root: &Path| {
+        files(root)
+            .into_iter()
+            .filter(|f| {
+                !f.ends_with(".log")
+                    && !f.starts_with("build/")
+                    && !f.starts_with("target/")
+                    && !f.starts_with("node_modules/")
+                    && f != "logo.png"
+            })
+            .map(|f| (read(root, &f), f))
+            .collect::<Vec<_>>()
+    };
+    wait_until("identical trees", T, || synced(&host) == synced(&guest))?;
+
     share.kill();
     join.kill();
     Ok(())

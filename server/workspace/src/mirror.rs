@@ -116,6 +116,10 @@ pub enum MirrorEvent {
 struct SessionDoc {
     doc: Doc,
     files: MapRef,
+    /// Tombstones: path → `{seen: {clientId: clock}}`, the state vector of
+    /// the file's doc as the deleting side had it. An edit beyond it (one
+    /// the deleter had not seen) wins over the delete.
+    deleted: MapRef,
     outbox: Arc<Mutex<Vec<Vec<u8>>>>,
     synced: bool,
 }
@@ -124,6 +128,7 @@ impl SessionDoc {
     fn new(client_id: u64) -> SessionDoc {
         let doc = Doc::with_client_id(client_id);
         let files = doc.get_or_insert_map("files");
+        let deleted = doc.get_or_insert_map("deleted");
         let outbox = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&outbox);
         let observed = doc.observe_update_v1(LOCAL, move |txn, e| {
@@ -136,7 +141,7 @@ impl SessionDoc {
         if let Err(err) = observed {
             tracing::error!(%err, "cannot observe the session doc");
         }
-        SessionDoc { doc, files, outbox, synced: false }
+        SessionDoc { doc, files, deleted, outbox, synced: false }
     }
 
     fn step1(&self) -> Vec<u8> {
@@ -186,9 +191,33 @@ impl SessionDoc {
         out
     }
 
-    fn unpublish(&self, path: &str) {
+    /// Takes `path` out of the tree; `seen`: the state vector of its doc
+    /// as this side deletes it (`None`: unknown, the delete is final).
+    fn unpublish(&self, path: &str, seen: Option<&yrs::StateVector>) {
         let mut txn = self.doc.transact_mut_with(LOCAL);
         self.files.remove(&mut txn, path);
+        if let Some(seen) = seen {
+            let clocks: HashMap<String, Any> =
+                seen.iter().map(|(client, clock)| (client.get().to_string(), Any::from(f64::from(*clock)))).collect();
+            let tombstone = HashMap::from([("seen".to_owned(), Any::from(clocks))]);
+            self.deleted.insert(&mut txn, path, Any::from(tombstone));
+        }
+    }
+
+    /// Whether `doc` holds an edit the side that deleted `path` had not
+    /// seen (its tombstone's state vector is behind `doc`'s).
+    fn has_unseen_edits(&self, path: &str, doc: &Doc) -> bool {
+        let txn = self.doc.transact();
+        let Some(Any::Map(tombstone)) = self.deleted.get(&txn, path).map(|v| v.to_json(&txn)) else { return false };
+        let Some(Any::Map(seen)) = tombstone.get("seen") else { return false };
+        let mine = doc.transact().state_vector();
+        mine.iter().any(|(client, clock)| {
+            let theirs = match seen.get(&client.get().to_string()) {
+                Some(Any::Number(n)) => n.clone().as_f64().unwrap_or(0.0),
+                _ => 0.0,
+            };
+            f64::from(*clock) > theirs
+        })
     }
 
     fn publish(&self, path: &str, kind: &str, size: u64, exec: bool, note: Option<&str>) {
@@ -202,6 +231,7 @@ impl SessionDoc {
         }
         let mut txn = self.doc.transact_mut_with(LOCAL);
         self.files.insert(&mut txn, path, Any::from(entry));
+        self.deleted.remove(&mut txn, path);
     }
 }
 
@@ -435,6 +465,17 @@ impl Mirror {
         std::fs::read_to_string(path_of(&self.base_dir(), doc)).ok()
     }
 
+    /// Drops the saved base of a file deleted here (so that it coming back
+    /// is not taken for "deleted while away").
+    fn forget_base(&self, doc: &DocId) {
+        let path = path_of(&self.base_dir(), doc);
+        if let Err(err) = std::fs::remove_file(&path)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%err, %doc, "cannot remove the synced base of a deleted file");
+        }
+    }
+
     fn save_base(&self, doc: &DocId, text: &str) {
         if let Err(err) = write_atomic(&self.base_dir(), doc, text.as_bytes(), false) {
             tracing::warn!(%err, %doc, "cannot save the synced base of a file");
@@ -596,15 +637,29 @@ impl Mirror {
     fn adopt_tree(&mut self) {
         let tree = self.session.tree();
         let gone: Vec<DocId> = self.files.keys().filter(|d| !tree.contains_key(d.as_str())).cloned().collect();
+        let read_only = self.role == Some(Role::Viewer);
         for doc in gone {
+            // An edit the deleting side had not seen (typed here, or that
+            // reached us, concurrently with the delete) wins: the path
+            // goes back into the tree with all the text.
+            if !read_only
+                && let Some(state) = self.files.get(&doc)
+                && self.session.has_unseen_edits(doc.as_str(), state.replica.doc())
+            {
+                tracing::info!(%doc, "a deleted file had edits its deleter had not seen; it is kept");
+                let size = state.disk.len() as u64;
+                self.session.publish(doc.as_str(), "text", size, state.exec, None);
+                continue;
+            }
             let Some(state) = self.files.remove(&doc) else { continue };
             let path = path_of(&self.config.root, &doc);
             // Only a file nobody changed locally since the last sync is
             // deleted; otherwise it stays on disk (and will be re-shared).
-            if read_regular(&path).as_deref() == Some(state.disk.as_str())
-                && let Err(err) = std::fs::remove_file(&path)
-            {
-                tracing::warn!(%err, path = %path.display(), "cannot delete a file removed from the session");
+            if read_regular(&path).as_deref() == Some(state.disk.as_str()) {
+                if let Err(err) = std::fs::remove_file(&path) {
+                    tracing::warn!(%err, path = %path.display(), "cannot delete a file removed from the session");
+                }
+                self.forget_base(&doc);
             }
         }
         for (path, (kind, exec)) in tree {
@@ -658,9 +713,10 @@ impl Mirror {
             // Synced before, deleted here while we were away: delete it.
             (Some(_), None) => {
                 if !read_only {
-                    self.session.unpublish(doc.as_str());
+                    // What the deleted copy had seen is unknown: final.
+                    self.session.unpublish(doc.as_str(), None);
                 }
-                let _ = std::fs::remove_file(path_of(&self.base_dir(), &doc));
+                self.forget_base(&doc);
                 return;
             }
             // A local file nobody here chose to share: it is never
@@ -855,8 +911,26 @@ impl Mirror {
         // A file deleted here leaves the tree (its text stays in its doc).
         if self.role != Some(Role::Viewer) {
             for doc in deleted {
-                self.files.remove(&doc);
-                self.session.unpublish(doc.as_str());
+                let Some(state) = self.files.get_mut(&doc) else { continue };
+                if state.replica.shared_text() != state.disk {
+                    // Edits from others reached the file's doc but not the
+                    // disk yet, so whoever deleted it never saw them: they
+                    // win, the file comes back (and then gets them).
+                    tracing::info!(%doc, "a file deleted here had edits from others it never showed; it is restored");
+                    match write_atomic(&root, &doc, state.disk.as_bytes(), state.exec) {
+                        Ok(path) => state.stamp = stamp(&path),
+                        Err(err) => tracing::warn!(%err, %doc, "cannot restore a deleted file"),
+                    }
+                    self.dirty.insert(doc);
+                    continue;
+                }
+                let Some(state) = self.files.remove(&doc) else { continue };
+                let seen = state.replica.doc().transact().state_vector();
+                self.session.unpublish(doc.as_str(), Some(&seen));
+                self.forget_base(&doc);
+                if self.connected {
+                    self.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc });
+                }
             }
         }
     }
