@@ -213,7 +213,7 @@ impl SessionDoc {
         let mine = doc.transact().state_vector();
         mine.iter().any(|(client, clock)| {
             let theirs = match seen.get(&client.get().to_string()) {
-                Some(Any::Number(n)) => n.clone().as_f64().unwrap_or(0.0),
+                Some(Any::Number(n)) => n.as_f64().unwrap_or(0.0),
                 _ => 0.0,
             };
             f64::from(*clock) > theirs
