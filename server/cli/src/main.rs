@@ -213,6 +213,10 @@ fn mirror_report(event: MirrorEvent, bar: &ProgressBar, on_ready: &dyn Fn(usize)
             bar.finish();
             eprintln!("kept your {path}: it differs from the shared one and is not synced (--overwrite replaces it)");
         }
+        MirrorEvent::Unwritable { path, reason } => {
+            bar.finish();
+            eprintln!("cannot write the shared file {path} here ({reason}); it is not synced on this side");
+        }
         MirrorEvent::Offline(reason) => {
             bar.finish();
             eprintln!("offline ({reason}); reconnecting, your edits are kept");

@@ -853,6 +853,10 @@ impl Bridge {
                 MessageType::WARNING,
                 &format!("weft: kept your {path}: it differs from the shared one and is not synced"),
             ),
+            MirrorEvent::Unwritable { path, reason } => self.show(
+                MessageType::WARNING,
+                &format!("weft: cannot write the shared file {path} here ({reason}); it is not synced on this side"),
+            ),
             MirrorEvent::Offline(_) | MirrorEvent::Connected(_) | MirrorEvent::Refused(_) => {}
         }
     }

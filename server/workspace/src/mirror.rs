@@ -106,6 +106,10 @@ pub enum MirrorEvent {
     Ready { files: usize },
     /// A local file differs from the shared one and was left alone.
     Kept { path: String },
+    /// A shared file cannot be written here (a directory or a file in the
+    /// way, a name too long for this file system, a path that may not be
+    /// written): it is not synced on this side. Reported once per path.
+    Unwritable { path: String, reason: String },
     /// The connection dropped; reconnecting.
     Offline(String),
     /// The hub refused the session for good.
@@ -279,6 +283,11 @@ pub struct Mirror {
     watched: HashSet<PathBuf>,
     /// Synced files the watcher named since the last tick.
     suspects: HashSet<DocId>,
+    /// Shared paths this side leaves alone (kept local files, paths that
+    /// may not or cannot be written here), until they leave the tree.
+    apart: HashSet<DocId>,
+    /// Events found where no reporter is at hand, reported after the flush.
+    pending_reports: Vec<MirrorEvent>,
     /// The watcher saw something new (a file or directory not synced yet).
     rescan_due: bool,
 }
@@ -390,6 +399,8 @@ impl Mirror {
             fs_events,
             watched: HashSet::new(),
             suspects: HashSet::new(),
+            apart: HashSet::new(),
+            pending_reports: Vec::new(),
             rescan_due: false,
         };
         let root = mirror.config.root.clone();
@@ -541,6 +552,9 @@ impl Mirror {
                 recv(tick) -> _ => self.on_tick(),
             }
             self.flush();
+            for event in std::mem::take(&mut self.pending_reports) {
+                report(event);
+            }
             if !self.ready {
                 self.check_ready(&report);
             }
@@ -662,8 +676,12 @@ impl Mirror {
                 self.forget_base(&doc);
             }
         }
+        self.apart.retain(|d| tree.contains_key(d.as_str()));
         for (path, (kind, exec)) in tree {
             let Ok(doc) = DocId::new(path) else { continue };
+            if doc.is_session_doc() || self.apart.contains(&doc) {
+                continue;
+            }
             if kind == "dir" {
                 if !acceptable_remote_path(&doc) || crate::write::through_symlink(&self.config.root, &doc) {
                     continue;
@@ -683,6 +701,7 @@ impl Mirror {
             }
             if !acceptable_remote_path(&doc) || crate::write::through_symlink(&self.config.root, &doc) {
                 tracing::warn!(%doc, "refused a shared path that may not be written here");
+                self.apart.insert(doc);
                 continue;
             }
             self.adopt_file(doc, exec, false);
@@ -757,12 +776,19 @@ impl Mirror {
         }
         state.materialised = true;
         let path = path_of(&root, doc);
+        if let Ok(meta) = std::fs::symlink_metadata(&path)
+            && !meta.is_file()
+        {
+            let what = if meta.is_dir() { "a directory" } else { "something that is not a regular file" };
+            return self.give_up(doc, format!("{what} is in the way"));
+        }
         if path.exists() {
             let equal = state.disk == state.replica.shared_text();
             if !state.merged && !equal && !overwrite {
                 report(MirrorEvent::Kept { path: doc.to_string() });
                 // Re-sharing it would overwrite the session's copy for everyone.
                 self.files.remove(doc);
+                self.apart.insert(doc.clone());
             } else if equal {
                 let text = state.disk.clone();
                 self.save_base(doc, &text);
@@ -773,11 +799,24 @@ impl Mirror {
         // replica's first edit (in `flush`) fills it.
         match write_atomic(&root, doc, state.disk.as_bytes(), state.exec) {
             Ok(path) => state.stamp = stamp(&path),
-            Err(err) => tracing::warn!(%err, %doc, "cannot create a shared file"),
+            Err(err) => return self.give_up(doc, err.to_string()),
         }
         let text = state.disk.clone();
         self.save_base(doc, &text);
         self.watch_parents(doc);
+    }
+
+    /// Stops syncing `doc` on this side because it cannot be written here;
+    /// it stays shared for everyone else, and never blocks readiness.
+    fn give_up(&mut self, doc: &DocId, reason: String) {
+        tracing::warn!(%doc, %reason, "a shared file cannot be written here; it is not synced on this side");
+        self.files.remove(doc);
+        self.dirty.remove(doc);
+        self.apart.insert(doc.clone());
+        if self.connected {
+            self.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc: doc.clone() });
+        }
+        self.pending_reports.push(MirrorEvent::Unwritable { path: doc.to_string(), reason });
     }
 
     /// Watches the directory `dir` (not recursively) from now on, if it
@@ -1018,8 +1057,8 @@ impl Mirror {
                 self.save_base(doc, &text);
             }
             Err(err) => {
-                tracing::warn!(%err, %doc, "cannot write a remote change to disk");
                 let _ = state.replica.edit_answered(edit.id, false);
+                self.give_up(doc, err.to_string());
             }
         }
     }

@@ -16,13 +16,17 @@ use weft_protocol::DocId;
 use crate::scan::path_of;
 
 /// What marks the temp files [`write_atomic`] renames into place:
-/// `.NAME.weft-PID.tmp`.
+/// `.weft-PID-N.tmp`, short whatever the target's name (a name near the
+/// 255-byte limit must still be writable).
 const TEMP_MARK: &str = ".weft-";
+
+/// Numbers the temp files of this process.
+static TEMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Whether a file name is one of the temp files of [`write_atomic`] (in
 /// flight, never shared, and no news to a watcher).
 pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".tmp") && name.contains(TEMP_MARK)
+    name.starts_with(TEMP_MARK) && name.ends_with(".tmp")
 }
 
 /// Why a write was refused or failed.
@@ -72,8 +76,8 @@ pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) ->
     }
     let dir = target.parent().unwrap_or(root);
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(format!(".{name}{TEMP_MARK}{}.tmp", std::process::id()));
+    let seq = TEMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = dir.join(format!("{TEMP_MARK}{}-{seq}.tmp", std::process::id()));
     let written = (|| {
         // `create_new`: never follow or reuse something planted at the temp name.
         let _ = std::fs::remove_file(&temp);
