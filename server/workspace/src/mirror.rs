@@ -373,11 +373,13 @@ impl Mirror {
         };
         let link = hub_link::start(runtime, config.url.clone(), creds, tx);
         let (fs_tx, fs_events) = crossbeam_channel::unbounded();
-        let watcher = match notify::recommended_watcher(fs_tx) {
-            Ok(watcher) => Some(watcher),
+        let (watcher, fs_events) = match notify::recommended_watcher(fs_tx) {
+            Ok(watcher) => (Some(watcher), fs_events),
             Err(err) => {
                 tracing::warn!(%err, "no file watcher; polling the disk instead");
-                None
+                // Its sender is gone: a closed channel would be "ready"
+                // forever in `select!`.
+                (None, crossbeam_channel::never())
             }
         };
         let mut mirror = Mirror {
@@ -419,7 +421,11 @@ impl Mirror {
         let known = self.session.tree();
         // Paths the session already has (including local files kept apart
         // after a conflict) are never re-published, nor read again.
-        let is_known = |doc: &DocId| known.contains_key(doc.as_str()) || self.files.contains_key(doc);
+        // Directories are listed anyway (no read), so one that came back is
+        // watched again.
+        let is_known = |doc: &DocId| {
+            known.get(doc.as_str()).is_some_and(|(kind, _)| kind != "dir") || self.files.contains_key(doc)
+        };
         let entries = scan_new(&self.config.root, &ScanOptions::default(), &is_known)
             .with_context(|| format!("cannot list {}", self.config.root.display()))?;
         for entry in entries {
@@ -455,7 +461,9 @@ impl Mirror {
                     self.session.publish(&path, "unsynced", entry.size, entry.executable, Some(note));
                 }
                 EntryKind::Dir => {
-                    self.session.publish(&path, "dir", 0, false, None);
+                    if !known.contains_key(&path) {
+                        self.session.publish(&path, "dir", 0, false, None);
+                    }
                     self.watch_dir(&path_of(&self.config.root, &entry.path));
                 }
                 EntryKind::Symlink => {
@@ -574,7 +582,9 @@ impl Mirror {
         if durable && self.files.values().all(in_place) {
             self.ready = true;
             let total = self.files.len();
-            if self.progress.is_some_and(|((done, _), _)| done != total) {
+            // Always a last (or only) progress report: whoever shows
+            // progress sees it start and reach the total.
+            if self.progress.is_none_or(|((done, _), _)| done != total) {
                 report(MirrorEvent::Progress { done: total, total });
             }
             report(MirrorEvent::Ready { files: total });
@@ -798,7 +808,7 @@ impl Mirror {
         // Create it now (empty), so even an empty shared file exists; the
         // replica's first edit (in `flush`) fills it.
         match write_atomic(&root, doc, state.disk.as_bytes(), state.exec) {
-            Ok(path) => state.stamp = stamp(&path),
+            Ok(written) => state.stamp = written.stamp,
             Err(err) => return self.give_up(doc, err.to_string()),
         }
         let text = state.disk.clone();
@@ -838,6 +848,7 @@ impl Mirror {
             Err(err) => {
                 tracing::warn!(%err, dir = %dir.display(), "cannot watch a directory; polling the disk instead");
                 self.watcher = None;
+                self.fs_events = crossbeam_channel::never();
             }
         }
     }
@@ -874,10 +885,20 @@ impl Mirror {
         }
         match event.kind {
             notify::EventKind::Access(_) => return,
-            // A removed directory's watch is gone with it.
-            notify::EventKind::Remove(_) => event.paths.iter().for_each(|p| {
-                self.watched.remove(p);
-            }),
+            // A directory removed or moved away: its watch is gone or
+            // follows it elsewhere; the next rescan watches whatever takes
+            // its place.
+            notify::EventKind::Remove(_) | notify::EventKind::Modify(notify::event::ModifyKind::Name(_)) => {
+                for path in &event.paths {
+                    if self.watched.remove(path) {
+                        use notify::Watcher as _;
+                        if let Some(watcher) = &mut self.watcher {
+                            let _ = watcher.unwatch(path);
+                        }
+                        self.rescan_due = true;
+                    }
+                }
+            }
             _ => {}
         }
         for path in &event.paths {
@@ -957,7 +978,7 @@ impl Mirror {
                     // win, the file comes back (and then gets them).
                     tracing::info!(%doc, "a file deleted here had edits from others it never showed; it is restored");
                     match write_atomic(&root, &doc, state.disk.as_bytes(), state.exec) {
-                        Ok(path) => state.stamp = stamp(&path),
+                        Ok(written) => state.stamp = written.stamp,
                         Err(err) => tracing::warn!(%err, %doc, "cannot restore a deleted file"),
                     }
                     self.dirty.insert(doc);
@@ -1039,7 +1060,7 @@ impl Mirror {
         }
         let new_text = apply_edits(&state.disk, &edit.edits);
         match write_atomic(root, doc, new_text.as_bytes(), state.exec) {
-            Ok(path) => {
+            Ok(written) => {
                 let version = edit.version + 1;
                 let changes: Vec<EditorChange> = edit
                     .edits
@@ -1052,7 +1073,7 @@ impl Mirror {
                     tracing::warn!(%err, %doc, "echo of a disk write failed");
                 }
                 state.disk = new_text;
-                state.stamp = stamp(&path);
+                state.stamp = written.stamp;
                 let text = state.disk.clone();
                 self.save_base(doc, &text);
             }

@@ -61,7 +61,7 @@ pub fn through_symlink(root: &Path, doc: &DocId) -> bool {
 
 /// Writes `bytes` to `doc` under `root` atomically, creating directories
 /// as needed, with the executable bit set as asked (unix).
-pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) -> Result<PathBuf, WriteError> {
+pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) -> Result<Written, WriteError> {
     let target = path_of(root, doc);
     // Refuse if any existing component below the root is a symlink.
     let mut at = root.to_path_buf();
@@ -85,15 +85,30 @@ pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) ->
         file.write_all(bytes)?;
         set_executable(&file, executable)?;
         file.sync_all()?;
+        // Read before the rename, from the file itself: a write by anyone
+        // else after the rename must not be mistaken for ours.
+        let meta = file.metadata()?;
         std::fs::rename(&temp, &target)?;
         // The rename itself is durable once the directory is synced.
-        std::fs::File::open(dir)?.sync_all()
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok::<_, std::io::Error>(meta)
     })();
-    if let Err(source) = written {
-        let _ = std::fs::remove_file(&temp);
-        return Err(WriteError::Io { path: target, source });
+    match written {
+        Ok(meta) => Ok(Written { stamp: meta.modified().ok().map(|m| (meta.len(), m)), path: target }),
+        Err(source) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(WriteError::Io { path: target, source })
+        }
     }
-    Ok(target)
+}
+
+/// What [`write_atomic`] wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub path: PathBuf,
+    /// (size, mtime) of the file as written: a later stat that differs
+    /// means someone else wrote it since.
+    pub stamp: Option<(u64, std::time::SystemTime)>,
 }
 
 #[cfg(unix)]
@@ -116,7 +131,7 @@ mod tests {
     fn writes_atomically_with_modes() {
         let dir = tempfile::tempdir().expect("tmp");
         let doc = DocId::new("deep/dir/ünï.sh").expect("id");
-        let path = write_atomic(dir.path(), &doc, b"#!/bin/sh\n", true).expect("write");
+        let path = write_atomic(dir.path(), &doc, b"#!/bin/sh\n", true).expect("write").path;
         assert_eq!(std::fs::read(&path).expect("read"), b"#!/bin/sh\n");
         #[cfg(unix)]
         {
