@@ -14,6 +14,7 @@ pub mod doc_id;
 pub mod frame;
 pub mod ids;
 pub mod lsp;
+pub mod presence;
 pub mod rest;
 
 pub use control::{ClientControl, ErrorCode, ServerControl};

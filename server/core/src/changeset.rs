@@ -40,6 +40,63 @@ pub struct ChangeSet {
 pub struct Mismatch(pub &'static str);
 
 impl ChangeSet {
+    /// Where char offset `pos` of the base text is in the target text. A
+    /// position inside deleted text lands where the deletion was; one at an
+    /// insertion point stays before the inserted text.
+    pub fn map_forward(&self, pos: usize) -> usize {
+        let (mut base, mut target) = (0, 0);
+        for op in &self.ops {
+            match op {
+                Op::Retain(n) => {
+                    if pos < base + n {
+                        return target + (pos - base);
+                    }
+                    base += n;
+                    target += n;
+                }
+                Op::Insert(_, n) => {
+                    if pos == base {
+                        return target;
+                    }
+                    target += n;
+                }
+                Op::Delete(n) => {
+                    if pos < base + n {
+                        return target;
+                    }
+                    base += n;
+                }
+            }
+        }
+        (target + pos.saturating_sub(base)).min(self.target_len)
+    }
+
+    /// Where char offset `pos` of the target text is in the base text. A
+    /// position inside inserted text (text the base does not have) lands
+    /// where the insertion was.
+    pub fn map_back(&self, pos: usize) -> usize {
+        let (mut base, mut target) = (0, 0);
+        for op in &self.ops {
+            match op {
+                Op::Retain(n) => {
+                    if pos < target + n {
+                        return base + (pos - target);
+                    }
+                    base += n;
+                    target += n;
+                }
+                Op::Insert(_, n) => {
+                    if pos < target + n {
+                        return base;
+                    }
+                    target += n;
+                }
+                Op::Delete(n) => base += n,
+            }
+        }
+        (base + pos.saturating_sub(target)).min(self.base_len)
+    }
+
     /// The change that keeps a text of `len` chars as it is.
     pub fn identity(len: usize) -> ChangeSet {
         let mut cs = ChangeSet::empty();

@@ -8,6 +8,7 @@
 
 pub mod changeset;
 pub mod positions;
+pub mod presence;
 pub mod replica;
 pub mod shared_doc;
 

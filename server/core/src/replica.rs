@@ -30,8 +30,8 @@ use yrs::types::Delta;
 use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
 use yrs::{
-    Any, ClientID, Doc, GetString, Observable, OffsetKind, Options, Origin, Out, ReadTxn, StateVector, Text, TextRef,
-    Transact, Update,
+    Any, ClientID, Doc, GetString, IndexedSequence, Observable, OffsetKind, Options, Origin, Out, ReadTxn, StateVector,
+    Text, TextRef, Transact, Update,
 };
 
 use crate::CONTENT_TEXT;
@@ -131,6 +131,8 @@ pub struct Replica {
     captured: Captured,
     outbox: Arc<Mutex<Vec<Vec<u8>>>>,
     notices: Vec<Notice>,
+    /// Editor changes that were the user's own (see [`Replica::typed`]).
+    typed: u64,
     /// Until synced: the text the editor opened with and the user's edits
     /// since, so they can be replayed onto the shared text at sync.
     opened: Rope,
@@ -233,6 +235,7 @@ impl Replica {
             pre_sync: ChangeSet::identity(shadow.len_chars()),
             replace_on_sync: false,
             shared_wins: false,
+            typed: 0,
             shadow,
         }
         .with_unsent_reset()
@@ -260,6 +263,53 @@ impl Replica {
     /// Refuses local edits from now on (viewer links).
     pub fn set_read_only(&mut self, read_only: bool) {
         self.read_only = read_only;
+    }
+
+    /// A sticky (relative) index for the editor position `pos`, encoded
+    /// with yrs's v1 encoding (Yjs's `encodeRelativePosition`): it stays on
+    /// the same character while others type before it. `None` before the
+    /// first sync or while a whole-buffer repair is in flight (the editor's
+    /// text is unknown then).
+    pub fn sticky_at(&self, pos: Pos) -> Option<Vec<u8>> {
+        if !self.synced {
+            return None;
+        }
+        let mut at = positions::to_char(&self.shadow, pos, self.enc).char_index;
+        match &self.sent {
+            Some(Sent::Edit { change, .. }) => at = change.map_forward(at),
+            Some(Sent::Full { .. }) => return None,
+            None => {}
+        }
+        let at = self.unsent.map_forward(at).min(self.crdt.len_chars());
+        let utf16 = self.crdt.char_to_utf16_cu(at);
+        let txn = self.doc.transact();
+        let index = self.text.sticky_index(&txn, u32::try_from(utf16).ok()?, yrs::Assoc::After)?;
+        Some(index.encode_v1())
+    }
+
+    /// The editor position a sticky index from [`Replica::sticky_at`] (any
+    /// peer's) points at now, in the editor's own text: a position in text
+    /// the editor has not received yet lands where that text will go.
+    /// `None` if the index cannot be read or its character is not in this
+    /// document yet (its update is still on its way).
+    pub fn resolve_sticky(&self, encoded: &[u8]) -> Option<Pos> {
+        if !self.synced {
+            return None;
+        }
+        let index = yrs::StickyIndex::decode_v1(encoded).ok()?;
+        let txn = self.doc.transact();
+        let offset = index.get_offset(&txn)?;
+        if offset.branch.id() != AsRef::<yrs::branch::Branch>::as_ref(&self.text).id() {
+            return None;
+        }
+        let utf16 = (offset.index as usize).min(self.crdt.len_utf16_cu());
+        let mut at = self.unsent.map_back(self.crdt.utf16_cu_to_char(utf16));
+        match &self.sent {
+            Some(Sent::Edit { change, .. }) => at = change.map_back(at),
+            Some(Sent::Full { .. }) => return None,
+            None => {}
+        }
+        Some(positions::to_pos(&self.shadow, at.min(self.shadow.len_chars()), self.enc))
     }
 
     /// The text the editor holds, as the bridge believes.
@@ -429,6 +479,7 @@ impl Replica {
         if !self.synced {
             // Nothing is shared yet (the hub's state has not arrived): the
             // editor's text is only recorded, and decided on at sync.
+            self.typed += changes.len() as u64;
             for change in changes {
                 let (edit, notice) = to_change(&self.shadow, change, self.enc);
                 self.notices.extend(notice);
@@ -474,6 +525,7 @@ impl Replica {
         {
             self.unsent = change.compose(&self.unsent)?;
         }
+        self.typed += rest.len() as u64;
         for change in rest {
             let (edit, notice) = to_change(&self.shadow, change, self.enc);
             self.notices.extend(notice);
@@ -481,6 +533,12 @@ impl Replica {
         }
         self.version = version;
         Ok(())
+    }
+
+    /// How many editor changes so far were the user's own (not echoes of
+    /// remote edits): tells typing from an applied edit's report.
+    pub fn typed(&self) -> u64 {
+        self.typed
     }
 
     /// The number of leading `changes` whose combined effect equals `sent`

@@ -39,6 +39,7 @@ use weft_protocol::rest::ParticipantList;
 use weft_protocol::{ClientKind, DocId, Role, frame, lsp as wl};
 use weft_workspace::mirror::{Mirror, MirrorCommand, MirrorConfig, MirrorEvent, Side};
 
+use crate::presence::{FollowStep, Identity, Presence};
 use crate::transport::{Incoming, encode};
 use weft_client::hub_link::{self, Credentials, HubEvent, HubLink};
 use weft_client::link::{Link, hub_authority};
@@ -57,10 +58,13 @@ pub struct BridgeConfig {
 
 /// How long share/join wait for the hub.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The most selections of one editor that are published (multi-cursor).
+const MAX_SELECTIONS: usize = 64;
 /// How long share waits for the file tree to be durable on the hub.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(300);
-/// How often held (refused) edits are retried.
-const RETRY_TICK: Duration = Duration::from_millis(100);
+/// How often held (refused) edits are retried and presence timers run
+/// (fine enough for the ~30 Hz `weft/peers` throttle).
+const RETRY_TICK: Duration = Duration::from_millis(33);
 
 struct Session {
     side: Side,
@@ -135,6 +139,9 @@ pub struct Bridge {
     /// The client accepts server-initiated `$/progress` (window.workDoneProgress).
     work_done_progress: bool,
     progress: Option<Progress>,
+    /// The client handles `window/showDocument` (follow mode).
+    show_document: bool,
+    presence: Presence,
     shutting_down: bool,
 }
 
@@ -222,6 +229,25 @@ impl Bridge {
             _ => ClientKind::User,
         };
         let name = default_name(&config);
+        let color = options
+            .get("color")
+            .and_then(|c| c.as_str())
+            .filter(|c| weft_core::presence::is_color(c))
+            .map(str::to_lowercase)
+            .unwrap_or_else(|| weft_core::presence::color_for(&name));
+        let ms =
+            |key: &str, default: u64| options.get(key).and_then(|v| v.as_u64()).filter(|v| *v > 0).unwrap_or(default);
+        let idle_ms = ms("idleTimeoutMs", weft_core::presence::DEFAULT_IDLE_MS);
+        let identity = Identity {
+            name: name.clone(),
+            color,
+            kind,
+            idle_ms,
+            away_ms: ms("awayTimeoutMs", idle_ms.saturating_mul(3)),
+            announce: options.get("announcePeers").and_then(|v| v.as_bool()).unwrap_or(false),
+        };
+        let show_document =
+            params.capabilities.window.as_ref().and_then(|w| w.show_document.as_ref()).is_some_and(|s| s.support);
         let capabilities = lsp_types::ServerCapabilities {
             position_encoding: Some(PositionEncodingKind::from(enc.as_str())),
             text_document_sync: Some(TextDocumentSyncCapability::Options(lsp_types::TextDocumentSyncOptions {
@@ -271,6 +297,8 @@ impl Bridge {
             generation: 0,
             work_done_progress,
             progress: None,
+            show_document,
+            presence: Presence::new(identity),
             shutting_down: false,
         }))
     }
@@ -296,6 +324,7 @@ impl Bridge {
                     for replica in self.docs.values_mut() {
                         replica.retry();
                     }
+                    self.presence.tick();
                 }
             }
             self.flush();
@@ -364,6 +393,8 @@ impl Bridge {
             m if m == wl::Status::METHOD => {
                 serde_json::to_value(self.status(true)).map_err(|e| (RpcCode::InternalError as i32, e.to_string()))
             }
+            m if m == wl::Follow::METHOD => self.with_params(req.params, |b, p| b.follow(p)),
+            m if m == wl::Summon::METHOD => self.with_params(req.params, |b, _: serde_json::Value| b.summon()),
             other => Err((RpcCode::MethodNotFound as i32, format!("weft lsp does not handle {other}"))),
         };
         let resp = match result {
@@ -392,6 +423,16 @@ impl Bridge {
             "textDocument/didChange" => self.notification_params(n, Bridge::did_change),
             "textDocument/didClose" => self.notification_params(n, Bridge::did_close),
             m if m == wl::Verify::METHOD => self.notification_params(n, Bridge::verify),
+            m if m == wl::Cursor::METHOD => self.notification_params(n, Bridge::cursor),
+            m if m == wl::PeersOptions::METHOD => {
+                self.notification_params(n, |b, p: wl::PeersOptionsParams| b.presence.set_show_selections(p.selections))
+            }
+            m if m == wl::Focus::METHOD => {
+                self.notification_params(n, |b, p: wl::FocusParams| b.presence.set_focus(p.focused))
+            }
+            m if m == wl::Doing::METHOD => {
+                self.notification_params(n, |b, p: wl::DoingParams| b.presence.set_doing(p.text))
+            }
             other => tracing::debug!(method = other, "ignored notification"),
         }
         true
@@ -460,9 +501,54 @@ impl Bridge {
             .into_iter()
             .map(|c| EditorChange { range: c.range.map(|r| (to_pos(r.start), to_pos(r.end))), text: c.text })
             .collect();
+        let typed = replica.typed();
         if let Err(err) = replica.did_change(p.text_document.version, &changes) {
             tracing::error!(%err, %uri, "a change could not be applied; the next weft/verify will repair the buffer");
         }
+        if replica.typed() > typed && self.presence.typed() {
+            self.notify(wl::Following::METHOD, wl::FollowParams { peer: None });
+        }
+        self.presence.positions_changed();
+    }
+
+    fn cursor(&mut self, p: wl::CursorParams) {
+        let Ok(uri) = Url::parse(&p.uri) else {
+            return self.log(MessageType::WARNING, "weft/cursor with an invalid uri; ignored");
+        };
+        let doc = self.doc_id(&uri);
+        let sticky = match (&doc, self.docs.get(&uri)) {
+            (Some(_), Some(replica)) => p
+                .selections
+                .iter()
+                .take(MAX_SELECTIONS)
+                .filter_map(|s| {
+                    let anchor = replica.sticky_at(Pos { line: s.anchor.line, character: s.anchor.character })?;
+                    let head = replica.sticky_at(Pos { line: s.head.line, character: s.head.character })?;
+                    Some((anchor, head))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.presence.set_cursor(doc.as_ref(), sticky, p.visible);
+    }
+
+    fn follow(&mut self, p: wl::FollowParams) -> anyhow::Result<wl::FollowParams> {
+        if self.session.is_none() {
+            bail!("not in a session: share or join first");
+        }
+        if !self.presence.follow(p.peer) {
+            bail!("no peer {} in this session (see weft/peers)", p.peer.unwrap_or_default());
+        }
+        Ok(wl::FollowParams { peer: self.presence.following() })
+    }
+
+    fn summon(&mut self) -> anyhow::Result<serde_json::Value> {
+        let session = self.session.as_ref().context("not in a session: share first")?;
+        if session.role != Some(Role::Owner) {
+            bail!("only the session's owner can summon everyone");
+        }
+        self.presence.summon();
+        Ok(serde_json::Value::Null)
     }
 
     fn did_close(&mut self, p: DidCloseTextDocumentParams) {
@@ -553,6 +639,47 @@ impl Bridge {
                 self.send_edit(&uri, edit);
             }
         }
+        self.flush_presence(connected);
+    }
+
+    /// Sends our awareness state when due, and `weft/peers` (with follow
+    /// mode's reveals) at most about 30 times a second.
+    fn flush_presence(&mut self, connected: bool) {
+        let Some(session) = &self.session else { return };
+        if connected && let Some(msg) = self.presence.outgoing() {
+            session.link.send(frame::join(&DocId::session(), &msg));
+        }
+        let root = session.root.clone();
+        // This editor's URI for each open shared doc (as the editor spelled it).
+        let open: HashMap<DocId, String> =
+            self.docs.keys().filter_map(|u| Some((doc_id_under(&root, u)?, u.to_string()))).collect();
+        let uri_of = |doc: &DocId| {
+            open.get(doc)
+                .cloned()
+                .or_else(|| Url::from_file_path(weft_workspace::scan::path_of(&root, doc)).ok().map(|u| u.to_string()))
+        };
+        let docs = &self.docs;
+        let resolve = |uri: &str, sticky: &[u8]| docs.get(&Url::parse(uri).ok()?)?.resolve_sticky(sticky);
+        let Some(mut peers) = self.presence.peers_due(uri_of, resolve) else { return };
+        match self.presence.follow_step(&peers) {
+            FollowStep::Reveal(reveal) if self.show_document => self.show_document(reveal),
+            FollowStep::Reveal(_) | FollowStep::Nothing => {}
+            FollowStep::LeaderGone => self.notify(wl::Following::METHOD, wl::FollowParams { peer: None }),
+        }
+        if !self.presence.show_selections() {
+            peers.iter_mut().for_each(|p| p.selections.clear());
+        }
+        self.notify(wl::Peers::METHOD, wl::PeersParams { peers });
+    }
+
+    fn show_document(&mut self, reveal: crate::presence::Reveal) {
+        let id = RequestId::from(self.next_request);
+        self.next_request += 1;
+        let mut params = serde_json::json!({ "uri": reveal.uri, "external": false, "takeFocus": false });
+        if let Some(selection) = reveal.selection {
+            params["selection"] = serde_json::json!(selection);
+        }
+        self.send(Message::Request(Request { id, method: "window/showDocument".into(), params }));
     }
 
     fn on_hub(&mut self, ev: HubEvent) {
@@ -593,6 +720,7 @@ impl Bridge {
         let Some(session) = &mut self.session else { return };
         session.state = ConnectionState::Connected;
         session.role = Some(role);
+        self.presence.set_role(role);
         tracing::info!(session = %session.id, %role, peer, "connected to the hub");
         let read_only = role == Role::Viewer;
         let uris: Vec<Url> = self.docs.keys().cloned().collect();
@@ -606,6 +734,7 @@ impl Bridge {
             for (doc, replica) in &self.closed {
                 session.link.send(frame::join(doc, &replica.step1()));
             }
+            session.link.send(frame::join(&DocId::session(), &Presence::subscribe_message()));
         }
         self.notify(wl::Connection::METHOD, self.status(false));
     }
@@ -616,6 +745,10 @@ impl Bridge {
         };
         let Some(session) = &self.session else { return };
         let root = session.root.clone();
+        if doc.is_session_doc() {
+            return self.on_presence(message);
+        }
+        self.presence.positions_changed();
         if let Some(replica) = self.closed.get_mut(&doc) {
             // A closed document catching up after a reconnect: once it has
             // answered the hub's step 1, the hub holds its offline edits.
@@ -651,6 +784,25 @@ impl Bridge {
                 }
             }
             Err(err) => tracing::warn!(%err, %doc, "ignored a message from the hub"),
+        }
+    }
+
+    fn on_presence(&mut self, message: &[u8]) {
+        let changes = self.presence.on_session_message(message);
+        if !changes.activity.is_empty() {
+            if self.presence.announce() {
+                for entry in &changes.activity {
+                    self.show(MessageType::INFO, &format!("weft: {} {} the session", entry.name, entry.kind));
+                }
+            }
+            self.notify(wl::Activity::METHOD, wl::ActivityParams { entries: changes.activity });
+        }
+        if let Some((leader, name)) = changes.summoned_by {
+            self.show(
+                MessageType::INFO,
+                &format!("weft: {name} asked everyone to follow them; type to stop following"),
+            );
+            self.notify(wl::Following::METHOD, wl::FollowParams { peer: Some(leader) });
         }
     }
 
@@ -739,6 +891,7 @@ impl Bridge {
             }
         }
         let mirror = self.start_mirror(side, &root, &url, &token, &password);
+        self.presence.reset();
         self.session = Some(Session {
             side,
             id,
@@ -928,6 +1081,12 @@ impl Bridge {
     }
 
     fn leave(&mut self) {
+        if let Some(session) = &self.session
+            && session.state == ConnectionState::Connected
+            && let Some(goodbye) = self.presence.goodbye()
+        {
+            session.link.send(frame::join(&DocId::session(), &goodbye));
+        }
         let Some(session) = self.session.take() else { return };
         tracing::info!(session = %session.id, "left the session");
         for (uri, replica) in self.docs.iter_mut() {
@@ -944,6 +1103,7 @@ impl Bridge {
             self.closed.clear();
         }
         drop(session);
+        self.notify(wl::Peers::METHOD, wl::PeersParams { peers: Vec::new() });
         self.notify(wl::Connection::METHOD, self.status(false));
     }
 }

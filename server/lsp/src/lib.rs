@@ -9,6 +9,7 @@
 //! `weft_core::replica`.
 
 pub mod bridge;
+pub mod presence;
 pub mod transport;
 
 pub use bridge::BridgeConfig;
