@@ -239,7 +239,11 @@ pub async fn run(
             drop(hub);
         }
     };
-    axum::serve(listener, app).with_graceful_shutdown(graceful).await.context("serving HTTP")?;
+    // Peers' addresses (ConnectInfo) feed the per-IP limits.
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(graceful)
+        .await
+        .context("serving HTTP")?;
 
     // Rooms finish their pending writes and exit once their peers are gone;
     // then dropping the last writer handle lets the writer drain and stop.
