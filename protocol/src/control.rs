@@ -39,6 +39,50 @@ pub enum ClientControl {
     },
 }
 
+/// What a valid first frame carries, once [`parse_auth`] has checked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRequest {
+    /// The link token or admin token.
+    pub token: String,
+    /// The link's password, if one was given.
+    pub password: Option<String>,
+    /// The display name, trimmed (see [`clean_name`]).
+    pub name: String,
+    /// Person or agent.
+    pub kind: ClientKind,
+}
+
+/// Parses the first text frame of a `/ws/` connection as the hub does: it
+/// must be an `auth` frame of this [`crate::PROTOCOL_VERSION`] with a valid
+/// name. The error is the code and message the hub sends before it closes.
+/// Credentials are only parsed here, not checked.
+pub fn parse_auth(text: &str) -> Result<AuthRequest, (ErrorCode, String)> {
+    let (token, password, name, kind) = match serde_json::from_str::<ClientControl>(text) {
+        Ok(ClientControl::Auth { token, password, name, kind, protocol }) => {
+            if protocol != crate::PROTOCOL_VERSION {
+                let version = crate::PROTOCOL_VERSION;
+                let msg =
+                    format!("this hub speaks weft protocol {version}, the client {protocol}: update the older side");
+                return Err((ErrorCode::VersionMismatch, msg));
+            }
+            (token, password, name, kind)
+        }
+        Ok(_) => return Err((ErrorCode::Malformed, "the first frame must be an auth frame".into())),
+        Err(err) => return Err((ErrorCode::Malformed, format!("the auth frame is not valid: {err}"))),
+    };
+    let name = clean_name(&name)
+        .ok_or_else(|| (ErrorCode::Malformed, "name must have 1 to 100 printable characters".to_owned()))?;
+    Ok(AuthRequest { token, password, name, kind })
+}
+
+/// A participant's display name, trimmed, if it then has 1 to 100
+/// characters and no control character.
+pub fn clean_name(name: &str) -> Option<String> {
+    let name = name.trim();
+    let ok = !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control);
+    ok.then(|| name.to_owned())
+}
+
 /// Control frames the hub sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -128,6 +172,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Nothing (no frame, no pong) arrived for too long; reconnect.
     Timeout,
+    /// Too much, too fast: too many failed sign-ins (wait and retry), or
+    /// frames above the per-peer rate (they are slowed down, not dropped).
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -142,7 +189,7 @@ impl ErrorCode {
             ErrorCode::Gone => 4410,
             ErrorCode::TooLarge => 1009,
             ErrorCode::VersionMismatch => 4426,
-            ErrorCode::LimitReached | ErrorCode::Overloaded => 4429,
+            ErrorCode::LimitReached | ErrorCode::Overloaded | ErrorCode::RateLimited => 4429,
             ErrorCode::Internal => 1011,
             ErrorCode::ShuttingDown => 1001,
             ErrorCode::Timeout => 4408,
@@ -159,7 +206,7 @@ impl ErrorCode {
             ErrorCode::Gone => 410,
             ErrorCode::TooLarge => 413,
             ErrorCode::VersionMismatch => 426,
-            ErrorCode::LimitReached | ErrorCode::Overloaded => 429,
+            ErrorCode::LimitReached | ErrorCode::Overloaded | ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::ShuttingDown => 503,
             ErrorCode::Timeout => 408,
@@ -185,6 +232,20 @@ mod tests {
                 protocol: 1
             }
         );
+    }
+
+    #[test]
+    fn parse_auth_checks_version_and_name() {
+        let ok = parse_auth(r#"{"type":"auth","token":"t","name":"  Ada ","protocol":1}"#).expect("valid");
+        assert_eq!(ok, AuthRequest { token: "t".into(), password: None, name: "Ada".into(), kind: ClientKind::User });
+        let code = |text: &str| parse_auth(text).map(|_| ()).map_err(|(code, _)| code);
+        assert_eq!(code(r#"{"type":"auth","token":"t","name":"Ada","protocol":99}"#), Err(ErrorCode::VersionMismatch));
+        assert_eq!(code(r#"{"type":"auth","token":"t","name":" ","protocol":1}"#), Err(ErrorCode::Malformed));
+        assert_eq!(code(r#"{"type":"auth","token":"t","name":"a\u0007","protocol":1}"#), Err(ErrorCode::Malformed));
+        assert_eq!(code(r#"{"type":"unsubscribe","doc":"a"}"#), Err(ErrorCode::Malformed));
+        assert_eq!(code("{"), Err(ErrorCode::Malformed));
+        assert_eq!(clean_name(&"é".repeat(100)), Some("é".repeat(100)));
+        assert_eq!(clean_name(&"é".repeat(101)), None);
     }
 
     #[test]

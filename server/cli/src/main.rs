@@ -136,6 +136,28 @@ struct HubArgs {
     /// Logged updates per document before a snapshot replaces the log.
     #[arg(long, env = "WEFT_COMPACT_AFTER", default_value_t = weft_hub::config::DEFAULT_COMPACT_AFTER)]
     compact_after: usize,
+    /// Sustained frames a second one peer may send (it is slowed above it, never cut off).
+    #[arg(long, env = "WEFT_RATE_FRAMES", default_value_t = weft_hub::config::DEFAULT_RATE_FRAMES)]
+    rate_frames: f64,
+    /// Frames one peer may send in a burst above the sustained rate.
+    #[arg(long, env = "WEFT_BURST_FRAMES", default_value_t = weft_hub::config::DEFAULT_BURST_FRAMES)]
+    burst_frames: f64,
+    /// Sustained bytes a second one peer may send.
+    #[arg(long, env = "WEFT_RATE_BYTES", default_value_t = weft_hub::config::DEFAULT_RATE_BYTES)]
+    rate_bytes: f64,
+    /// Bytes one peer may send in a burst above the sustained rate.
+    #[arg(long, env = "WEFT_BURST_BYTES", default_value_t = weft_hub::config::DEFAULT_BURST_BYTES)]
+    burst_bytes: f64,
+    /// Open WebSocket connections allowed from one IP address.
+    #[arg(long, env = "WEFT_MAX_CONNECTIONS_PER_IP", default_value_t = weft_hub::config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    max_connections_per_ip: usize,
+    /// Failed sign-ins an address or a link may make before the back-off starts.
+    #[arg(long, env = "WEFT_AUTH_FREE_FAILURES", default_value_t = weft_hub::config::DEFAULT_AUTH_FREE_FAILURES)]
+    auth_free_failures: u32,
+    /// Longest wait, in seconds, imposed after repeated failed sign-ins from
+    /// one address or for one link (the wait doubles with each failure).
+    #[arg(long, env = "WEFT_AUTH_BACKOFF_MAX", default_value_t = weft_hub::config::DEFAULT_AUTH_BACKOFF_MAX.as_secs_f64())]
+    auth_backoff_max: f64,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `weft_hub=debug`.
     #[arg(long, env = "WEFT_LOG", default_value = "info")]
     log: String,
@@ -350,6 +372,16 @@ fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     config.max_frame_bytes = args.max_frame_bytes;
     config.max_docs_per_session = args.max_docs_per_session;
     config.compact_after = args.compact_after;
+    config.rate = weft_hub::limits::RateLimit {
+        frames_per_s: args.rate_frames,
+        burst_frames: args.burst_frames,
+        bytes_per_s: args.rate_bytes,
+        burst_bytes: args.burst_bytes,
+    };
+    config.max_connections_per_ip = args.max_connections_per_ip;
+    config.auth_free_failures = args.auth_free_failures;
+    config.auth_backoff_max = std::time::Duration::try_from_secs_f64(args.auth_backoff_max)
+        .map_err(|_| anyhow::anyhow!("--auth-backoff-max must be a number of seconds, 0 or more"))?;
     config.validate().map_err(anyhow::Error::msg).context("invalid hub configuration")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {

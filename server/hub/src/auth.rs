@@ -6,13 +6,16 @@
 //! Passwords are low-entropy, so they get argon2id. This module decides
 //! rights; it performs no I/O except through the [`Store`] it is given.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use weft_protocol::{ErrorCode, LinkId, Role, SessionId};
 
+use crate::limits::AuthBackoff;
 use crate::store::{LinkRecord, SessionRecord, Store};
 
 /// A fresh random token (192 bits, base64url, 32 characters).
@@ -97,19 +100,41 @@ impl Denied {
 pub struct Authority {
     admin_hash: Vec<u8>,
     store: Arc<dyn Store>,
+    /// Guessing defence: failed sign-ins per IP address and per link.
+    backoff: Arc<AuthBackoff>,
+}
+
+/// The back-off key of an address.
+fn ip_key(ip: IpAddr) -> String {
+    format!("ip:{ip}")
+}
+
+/// The back-off key of a link (its password).
+fn link_key(link: &LinkRecord) -> String {
+    format!("link:{}", link.id)
+}
+
+fn rate_limited(what: &str, wait: Duration) -> Denied {
+    let secs = wait.as_secs_f64().ceil().max(1.0);
+    Denied::new(ErrorCode::RateLimited, format!("too many failed attempts {what}; try again in {secs:.0} s"))
 }
 
 impl Authority {
-    pub fn new(admin_token: &str, store: Arc<dyn Store>) -> Authority {
-        Authority { admin_hash: token_hash(admin_token), store }
+    pub fn new(admin_token: &str, store: Arc<dyn Store>, backoff: AuthBackoff) -> Authority {
+        Authority { admin_hash: token_hash(admin_token), store, backoff: Arc::new(backoff) }
     }
 
     /// Resolves a bearer token. Unknown, expired and revoked tokens are
-    /// all `unauthorized` (the message says which, the code does not leak more).
-    pub fn principal(&self, token: Option<&str>, now: i64) -> Result<Principal, Denied> {
+    /// all `unauthorized` (the message says which, the code does not leak
+    /// more). Unknown tokens count as failures of `ip`; after a few, the
+    /// address must wait (exponentially longer) before a token is looked at.
+    pub fn principal(&self, token: Option<&str>, now: i64, ip: Option<IpAddr>) -> Result<Principal, Denied> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(Principal::Anonymous);
         };
+        if let Some(wait) = ip.and_then(|ip| self.backoff.wait(&ip_key(ip), Instant::now())) {
+            return Err(rate_limited("from your address", wait));
+        }
         let hash = token_hash(token);
         if constant_time_eq(&hash, &self.admin_hash) {
             return Ok(Principal::Admin);
@@ -122,6 +147,9 @@ impl Authority {
                 Denied::new(ErrorCode::Internal, "the hub could not read its link table; try again")
             })?
             .ok_or_else(|| {
+                if let Some(ip) = ip {
+                    self.backoff.failed(&ip_key(ip), Instant::now());
+                }
                 Denied::new(ErrorCode::Unauthorized, "unknown token: ask the session owner for a new link")
             })?;
         if link.revoked_at.is_some() {
@@ -140,12 +168,16 @@ impl Authority {
     }
 
     /// What `principal` may do in `session`. `password` is checked for
-    /// links that have one (argon2: call this off the async threads).
+    /// links that have one (argon2: call this off the async threads); wrong
+    /// passwords count as failures of the link and of `ip`, and after a
+    /// few the link must wait (exponentially longer) before a password is
+    /// looked at.
     pub fn access(
         &self,
         principal: &Principal,
         session: &SessionRecord,
         password: Option<&str>,
+        ip: Option<IpAddr>,
     ) -> Result<Access, Denied> {
         match principal {
             Principal::Admin => Ok(Access { role: Role::Owner, link: None, expires_at: None }),
@@ -158,9 +190,22 @@ impl Authority {
             }
             Principal::Link(link) => {
                 if let Some(phc) = &link.password_hash {
+                    let key = link_key(link);
+                    if password.is_some()
+                        && let Some(wait) = self.backoff.wait(&key, Instant::now())
+                    {
+                        return Err(rate_limited("for this link's password", wait));
+                    }
                     match password {
-                        Some(pw) if verify_password(pw, phc) => {}
-                        Some(_) => return Err(Denied::new(ErrorCode::BadPassword, "wrong password for this link")),
+                        Some(pw) if verify_password(pw, phc) => self.backoff.succeeded(&key),
+                        Some(_) => {
+                            let now = Instant::now();
+                            self.backoff.failed(&key, now);
+                            if let Some(ip) = ip {
+                                self.backoff.failed(&ip_key(ip), now);
+                            }
+                            return Err(Denied::new(ErrorCode::BadPassword, "wrong password for this link"));
+                        }
                         None => {
                             return Err(Denied::new(
                                 ErrorCode::BadPassword,

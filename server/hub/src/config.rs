@@ -28,6 +28,16 @@ pub struct HubConfig {
     pub idle_timeout: Duration,
     /// Time a new WebSocket has to send its auth frame.
     pub auth_timeout: Duration,
+    /// Per-peer rate: frames and bytes a second, with bursts. A peer over
+    /// it is slowed (its socket is not read until the bucket refills).
+    pub rate: crate::limits::RateLimit,
+    /// Open WebSocket connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Failed authentications an IP address or a link may make before the
+    /// back-off starts.
+    pub auth_free_failures: u32,
+    /// Longest back-off after repeated failed authentications.
+    pub auth_backoff_max: Duration,
 }
 
 /// Default of [`HubConfig::max_frame_bytes`].
@@ -36,6 +46,23 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_DOCS_PER_SESSION: usize = 20_000;
 /// Default of [`HubConfig::compact_after`].
 pub const DEFAULT_COMPACT_AFTER: usize = 500;
+/// Default sustained frames a second per peer (a fast typist sends tens,
+/// presence about 30; a reconnect's resync sends two per document, which
+/// the burst absorbs).
+pub const DEFAULT_RATE_FRAMES: f64 = 500.0;
+/// Default burst of frames per peer: a whole large tree's resync.
+pub const DEFAULT_BURST_FRAMES: f64 = 50_000.0;
+/// Default sustained bytes a second per peer.
+pub const DEFAULT_RATE_BYTES: f64 = 8.0 * 1024.0 * 1024.0;
+/// Default burst of bytes per peer: sharing a large workspace at once.
+pub const DEFAULT_BURST_BYTES: f64 = 256.0 * 1024.0 * 1024.0;
+/// Default of [`HubConfig::max_connections_per_ip`]: a whole team behind
+/// one NAT or reverse proxy fits.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 4096;
+/// Default of [`HubConfig::auth_free_failures`].
+pub const DEFAULT_AUTH_FREE_FAILURES: u32 = 5;
+/// Default of [`HubConfig::auth_backoff_max`].
+pub const DEFAULT_AUTH_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Smallest accepted [`HubConfig::max_frame_bytes`]: an auth frame must fit.
 pub const MIN_FRAME_BYTES: usize = 4096;
 
@@ -53,6 +80,15 @@ impl HubConfig {
             unload_after: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(90),
             auth_timeout: Duration::from_secs(15),
+            rate: crate::limits::RateLimit {
+                frames_per_s: DEFAULT_RATE_FRAMES,
+                burst_frames: DEFAULT_BURST_FRAMES,
+                bytes_per_s: DEFAULT_RATE_BYTES,
+                burst_bytes: DEFAULT_BURST_BYTES,
+            },
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            auth_free_failures: DEFAULT_AUTH_FREE_FAILURES,
+            auth_backoff_max: DEFAULT_AUTH_BACKOFF_MAX,
         }
     }
 }
@@ -71,6 +107,18 @@ impl HubConfig {
         }
         if self.peer_queue == 0 {
             return Err("the peer queue must hold at least 1 frame".into());
+        }
+        let rate = &self.rate;
+        if !(rate.frames_per_s > 0.0 && rate.bytes_per_s > 0.0) {
+            return Err("--rate-frames and --rate-bytes must be above 0".into());
+        }
+        if rate.burst_bytes < self.max_frame_bytes as f64 || rate.burst_frames < 1.0 {
+            return Err(
+                "--burst-bytes must hold at least one frame of --max-frame-bytes, --burst-frames at least 1".into()
+            );
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err("--max-connections-per-ip must be at least 1".into());
         }
         Ok(())
     }

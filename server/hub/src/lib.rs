@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod config;
 pub mod embedded;
+pub mod limits;
 pub mod metrics;
 pub mod rest;
 pub mod room;
@@ -53,6 +54,8 @@ pub struct Hub {
     pub(crate) peers: Mutex<HashMap<PeerId, PeerEntry>>,
     pub(crate) link_base: String,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Open WebSocket connections per IP address (capped).
+    pub(crate) connections_per_ip: Arc<limits::IpConnections>,
     next_peer: AtomicU64,
 }
 
@@ -211,7 +214,12 @@ pub async fn run(
     let link_base = config.public_url.clone().unwrap_or_else(|| format!("weft://{local}"));
     let (stop_tx, stop_rx) = watch::channel(false);
     let hub = Arc::new(Hub {
-        authority: Authority::new(&admin, Arc::clone(&store)),
+        authority: Authority::new(
+            &admin,
+            Arc::clone(&store),
+            limits::AuthBackoff::new(config.auth_free_failures, Duration::from_millis(250), config.auth_backoff_max),
+        ),
+        connections_per_ip: limits::IpConnections::new(config.max_connections_per_ip),
         config,
         store,
         writer,

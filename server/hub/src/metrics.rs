@@ -16,6 +16,8 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     pub frames_malformed: AtomicU64,
     pub peers_overloaded: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub peers_throttled: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -62,6 +64,16 @@ impl Metrics {
                 "weft_peers_overloaded_total",
                 "Peers disconnected for reading too slowly.",
                 self.peers_overloaded.load(Ordering::Relaxed),
+            ),
+            (
+                "weft_connections_refused_total",
+                "Connections refused over the per-address cap.",
+                self.connections_refused.load(Ordering::Relaxed),
+            ),
+            (
+                "weft_peers_throttled_total",
+                "Times a peer was slowed down for exceeding its rate.",
+                self.peers_throttled.load(Ordering::Relaxed),
             ),
             ("weft_store_commits_total", "Durable log transactions (group commits).", commits),
             ("weft_store_ops_total", "Log operations written.", log_ops),

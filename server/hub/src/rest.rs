@@ -103,12 +103,32 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         .map_err(|e| ApiError::new(ErrorCode::Malformed, format!("request body is not valid: {e}")))
 }
 
+/// The parts of a request the API reads: its headers and where it came
+/// from (for the per-address limits and sign-in back-off).
+pub struct Req {
+    headers: HeaderMap,
+    /// The peer's address (`None` when the server was not started with
+    /// connection info, as in some tests).
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Req {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Req, Self::Rejection> {
+        let ip = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        Ok(Req { headers: parts.headers.clone(), ip })
+    }
+}
+
 struct Caller {
     token: Option<String>,
     password: Option<String>,
+    ip: Option<std::net::IpAddr>,
 }
 
-fn caller(headers: &HeaderMap) -> ApiResult<Caller> {
+fn caller(req: &Req) -> ApiResult<Caller> {
+    let headers = &req.headers;
     let token = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {
@@ -128,12 +148,12 @@ fn caller(headers: &HeaderMap) -> ApiResult<Caller> {
         .map(|v| std::str::from_utf8(v.as_bytes()).map(str::to_owned))
         .transpose()
         .map_err(|_| ApiError::new(ErrorCode::Malformed, "the X-Weft-Password header must be UTF-8"))?;
-    Ok(Caller { token, password })
+    Ok(Caller { token, password, ip: req.ip })
 }
 
 impl Caller {
     fn principal(&self, hub: &Hub) -> ApiResult<Principal> {
-        Ok(hub.authority.principal(self.token.as_deref(), now_s())?)
+        Ok(hub.authority.principal(self.token.as_deref(), now_s(), self.ip)?)
     }
 
     /// The caller's access to session `id`, which must exist.
@@ -150,7 +170,7 @@ impl Caller {
                 _ => ApiError::new(ErrorCode::NotFound, "no such session"),
             });
         };
-        match hub.authority.access(&principal, &record, self.password.as_deref()) {
+        match hub.authority.access(&principal, &record, self.password.as_deref(), self.ip) {
             Ok(access) => Ok((record, access)),
             Err(denied) => {
                 hub.audit_denied(&record.id, "rest", denied.code, &denied.message);
@@ -225,9 +245,9 @@ fn new_link(
     Ok((record, created))
 }
 
-async fn create_session(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_session(State(hub): State<Arc<Hub>>, req: Req, body: Bytes) -> Response {
     blocking(StatusCode::CREATED, move || {
-        let caller = caller(&headers)?;
+        let caller = caller(&req)?;
         match caller.principal(&hub)? {
             Principal::Admin => {}
             Principal::Anonymous => {
@@ -276,9 +296,9 @@ fn view(hub: &Hub, record: SessionRecord, role: Role) -> ApiResult<SessionView> 
     })
 }
 
-async fn list_sessions(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+async fn list_sessions(State(hub): State<Arc<Hub>>, req: Req) -> Response {
     blocking(StatusCode::OK, move || {
-        let caller = caller(&headers)?;
+        let caller = caller(&req)?;
         let principal = caller.principal(&hub)?;
         let sessions = match principal {
             Principal::Admin => hub
@@ -291,7 +311,7 @@ async fn list_sessions(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Respo
             Principal::Link(ref link) => match hub.store.session(&link.session).map_err(internal)? {
                 Some(s) => {
                     // A password link lists its session only with the password.
-                    let access = hub.authority.access(&principal, &s, caller.password.as_deref())?;
+                    let access = hub.authority.access(&principal, &s, caller.password.as_deref(), caller.ip)?;
                     vec![view(&hub, s, access.role)?]
                 }
                 None => Vec::new(),
@@ -305,19 +325,19 @@ async fn list_sessions(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Respo
     .await
 }
 
-async fn get_session(State(hub): State<Arc<Hub>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn get_session(State(hub): State<Arc<Hub>>, Path(id): Path<String>, req: Req) -> Response {
     blocking(StatusCode::OK, move || {
-        let (record, access) = caller(&headers)?.session_access(&hub, &id)?;
+        let (record, access) = caller(&req)?.session_access(&hub, &id)?;
         view(&hub, record, access.role)
     })
     .await
 }
 
-async fn delete_session(State(hub): State<Arc<Hub>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn delete_session(State(hub): State<Arc<Hub>>, Path(id): Path<String>, req: Req) -> Response {
     let result = {
         let hub = Arc::clone(&hub);
         tokio::task::spawn_blocking(move || -> ApiResult<SessionId> {
-            let (record, _) = caller(&headers)?.owner_access(&hub, &id, "delete the session")?;
+            let (record, _) = caller(&req)?.owner_access(&hub, &id, "delete the session")?;
             if !hub.store.delete_session(&record.id, now_s()).map_err(internal)? {
                 return Err(ApiError::new(ErrorCode::NotFound, "no such session"));
             }
@@ -344,9 +364,9 @@ async fn delete_session(State(hub): State<Arc<Hub>>, Path(id): Path<String>, hea
     }
 }
 
-async fn create_link(State(hub): State<Arc<Hub>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_link(State(hub): State<Arc<Hub>>, Path(id): Path<String>, req: Req, body: Bytes) -> Response {
     blocking(StatusCode::CREATED, move || {
-        let (record, access) = caller(&headers)?.owner_access(&hub, &id, "create links")?;
+        let (record, access) = caller(&req)?.owner_access(&hub, &id, "create links")?;
         let req: CreateLink = parse_body(&body)?;
         if req.expires_in_s.is_some_and(|s| s == 0 || s > MAX_EXPIRY_S) {
             return Err(ApiError::new(
@@ -372,15 +392,11 @@ async fn create_link(State(hub): State<Arc<Hub>>, Path(id): Path<String>, header
     .await
 }
 
-async fn revoke_link(
-    State(hub): State<Arc<Hub>>,
-    Path((id, link)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
+async fn revoke_link(State(hub): State<Arc<Hub>>, Path((id, link)): Path<(String, String)>, req: Req) -> Response {
     let result = {
         let hub = Arc::clone(&hub);
         tokio::task::spawn_blocking(move || -> ApiResult<(SessionId, LinkId)> {
-            let (record, access) = caller(&headers)?.owner_access(&hub, &id, "revoke links")?;
+            let (record, access) = caller(&req)?.owner_access(&hub, &id, "revoke links")?;
             let link = LinkId(link);
             let revoked = LinkId::is_well_formed(&link.0)
                 && hub.store.revoke_link(&record.id, &link, now_s()).map_err(internal)?;
@@ -408,9 +424,9 @@ async fn revoke_link(
     }
 }
 
-async fn participants(State(hub): State<Arc<Hub>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn participants(State(hub): State<Arc<Hub>>, Path(id): Path<String>, req: Req) -> Response {
     blocking(StatusCode::OK, move || {
-        let (record, _) = caller(&headers)?.session_access(&hub, &id)?;
+        let (record, _) = caller(&req)?.session_access(&hub, &id)?;
         let mut participants: Vec<_> =
             hub.peers().values().filter(|p| p.session == record.id).map(|p| p.info.clone()).collect();
         participants.sort_by_key(|p| p.peer);
@@ -423,10 +439,10 @@ async fn events(
     State(hub): State<Arc<Hub>>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    req: Req,
 ) -> Response {
     blocking(StatusCode::OK, move || {
-        let (record, _) = caller(&headers)?.owner_access(&hub, &id, "read the audit log")?;
+        let (record, _) = caller(&req)?.owner_access(&hub, &id, "read the audit log")?;
         let after = match query.get("after") {
             None => 0,
             Some(v) => {

@@ -9,6 +9,7 @@
 //! code; nothing a client sends can panic this task or touch other peers.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,13 +19,15 @@ use axum::response::Response;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use weft_protocol::control::SessionInfo;
+use weft_protocol::control::{self, AuthRequest, SessionInfo};
 use weft_protocol::frame;
 use weft_protocol::rest::Participant;
 use weft_protocol::{ClientControl, ClientKind, DocId, ErrorCode, PROTOCOL_VERSION, PeerId, ServerControl, SessionId};
 
 use crate::auth::{Access, Denied};
+use crate::limits::{IpSlot, PeerRate};
 use crate::metrics::{add, inc};
+use crate::rest::Req;
 use crate::room::{Framing, Outbound, RoomMsg, RoomPeer, room_for};
 use crate::store::SessionRecord;
 use crate::{Hub, Kick, PeerEntry, now_s};
@@ -36,13 +39,34 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 pub async fn weft_endpoint(
     State(hub): State<Arc<Hub>>,
     Path(session): Path<String>,
+    req: Req,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let max = hub.config.max_frame_bytes;
-    upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| async move { weft_connection(hub, session, socket).await })
+    let slot = ip_slot(&hub, req.ip);
+    upgrade.max_message_size(max).max_frame_size(max).on_upgrade(move |mut socket| async move {
+        match slot {
+            Ok(slot) => weft_connection(hub, session, socket, req.ip, slot).await,
+            Err(message) => refuse_unread(&mut socket, ErrorCode::LimitReached, &message).await,
+        }
+    })
+}
+
+/// A connection slot for `ip` (none needed when the address is unknown),
+/// or why there is none.
+fn ip_slot(hub: &Hub, ip: Option<IpAddr>) -> Result<Option<IpSlot>, String> {
+    let Some(ip) = ip else { return Ok(None) };
+    match hub.connections_per_ip.acquire(ip) {
+        Some(slot) => Ok(Some(slot)),
+        None => {
+            inc(&hub.metrics.connections_refused, 1);
+            tracing::warn!(%ip, max = hub.config.max_connections_per_ip, "refused a connection over the per-address cap");
+            Err(format!(
+                "too many connections from your address (the hub allows {}); close some or ask the hub operator to raise --max-connections-per-ip",
+                hub.config.max_connections_per_ip
+            ))
+        }
+    }
 }
 
 /// `GET /y/{session}/{*doc}?token=...&password=...`.
@@ -50,13 +74,17 @@ pub async fn y_endpoint(
     State(hub): State<Arc<Hub>>,
     Path((session, doc)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    req: Req,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let max = hub.config.max_frame_bytes;
-    upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| async move { y_connection(hub, session, doc, query, socket).await })
+    let slot = ip_slot(&hub, req.ip);
+    upgrade.max_message_size(max).max_frame_size(max).on_upgrade(move |mut socket| async move {
+        match slot {
+            Ok(slot) => y_connection(hub, session, doc, query, socket, req.ip, slot).await,
+            Err(message) => close(&mut socket, ErrorCode::LimitReached, &message).await,
+        }
+    })
 }
 
 async fn close(socket: &mut WebSocket, code: ErrorCode, message: &str) {
@@ -74,6 +102,17 @@ async fn send_control(socket: &mut WebSocket, msg: &ServerControl) -> bool {
     }
 }
 
+/// Refuses a connection before reading anything from it: reads (and
+/// ignores) its first frame, fails, and waits briefly for the close answer
+/// — closing a socket with unread input makes the kernel reset it, which
+/// can destroy the error and close frames before the client reads them.
+async fn refuse_unread(socket: &mut WebSocket, code: ErrorCode, message: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.recv()).await;
+    fail(socket, code, message).await;
+    let linger = async { while let Some(Ok(_)) = socket.recv().await {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), linger).await;
+}
+
 /// Sends an error frame and closes with its code.
 async fn fail(socket: &mut WebSocket, code: ErrorCode, message: &str) {
     send_control(socket, &ServerControl::Error { code, message: message.to_owned(), doc: None }).await;
@@ -89,6 +128,7 @@ fn authorize(
     token: Option<&str>,
     password: Option<&str>,
     endpoint: &str,
+    ip: Option<IpAddr>,
 ) -> Result<(SessionRecord, Access), Denied> {
     if !SessionId::is_well_formed(session) {
         return Err(Denied::new(ErrorCode::NotFound, "no such session"));
@@ -104,8 +144,8 @@ fn authorize(
         .ok_or_else(|| Denied::new(ErrorCode::NotFound, "no such session: check the link"))?;
     let result = hub
         .authority
-        .principal(token, now_s())
-        .and_then(|principal| hub.authority.access(&principal, &record, password));
+        .principal(token, now_s(), ip)
+        .and_then(|principal| hub.authority.access(&principal, &record, password, ip));
     if let Err(denied) = &result {
         hub.audit_denied(&id, endpoint, denied.code, &denied.message);
     }
@@ -118,14 +158,21 @@ async fn authorize_async(
     token: Option<String>,
     password: Option<String>,
     endpoint: &'static str,
+    ip: Option<IpAddr>,
 ) -> Result<(SessionRecord, Access), Denied> {
     let hub = Arc::clone(hub);
-    tokio::task::spawn_blocking(move || authorize(&hub, &session, token.as_deref(), password.as_deref(), endpoint))
+    tokio::task::spawn_blocking(move || authorize(&hub, &session, token.as_deref(), password.as_deref(), endpoint, ip))
         .await
         .unwrap_or_else(|_| Err(Denied::new(ErrorCode::Internal, "authorization failed unexpectedly; try again")))
 }
 
-async fn weft_connection(hub: Arc<Hub>, session: String, mut socket: WebSocket) {
+async fn weft_connection(
+    hub: Arc<Hub>,
+    session: String,
+    mut socket: WebSocket,
+    ip: Option<IpAddr>,
+    slot: Option<IpSlot>,
+) {
     // The first frame must be `auth`, within the configured time.
     let first = tokio::time::timeout(hub.config.auth_timeout, socket.recv()).await;
     let text = match first {
@@ -136,27 +183,11 @@ async fn weft_connection(hub: Arc<Hub>, session: String, mut socket: WebSocket) 
         Err(_) => return fail(&mut socket, ErrorCode::Unauthorized, "no auth frame within the time limit").await,
         Ok(None | Some(Err(_))) => return,
     };
-    let (token, password, name, kind) = match serde_json::from_str::<ClientControl>(text.as_str()) {
-        Ok(ClientControl::Auth { token, password, name, kind, protocol }) => {
-            if protocol != PROTOCOL_VERSION {
-                let msg = format!(
-                    "this hub speaks weft protocol {PROTOCOL_VERSION}, the client {protocol}: update the older side"
-                );
-                return fail(&mut socket, ErrorCode::VersionMismatch, &msg).await;
-            }
-            (token, password, name, kind)
-        }
-        Ok(_) => return fail(&mut socket, ErrorCode::Malformed, "the first frame must be an auth frame").await,
-        Err(err) => {
-            let msg = format!("the auth frame is not valid: {err}");
-            return fail(&mut socket, ErrorCode::Malformed, &msg).await;
-        }
+    let AuthRequest { token, password, name, kind } = match control::parse_auth(text.as_str()) {
+        Ok(auth) => auth,
+        Err((code, msg)) => return fail(&mut socket, code, &msg).await,
     };
-    let name = match clean_name(&name) {
-        Some(name) => name,
-        None => return fail(&mut socket, ErrorCode::Malformed, "name must have 1 to 100 printable characters").await,
-    };
-    let (record, access) = match authorize_async(&hub, session, Some(token), password, "ws").await {
+    let (record, access) = match authorize_async(&hub, session, Some(token), password, "ws", ip).await {
         Ok(ok) => ok,
         Err(denied) => return fail(&mut socket, denied.code, &denied.message).await,
     };
@@ -171,7 +202,7 @@ async fn weft_connection(hub: Arc<Hub>, session: String, mut socket: WebSocket) 
     if !send_control(&mut socket, &welcome).await {
         return;
     }
-    let peer = PeerSetup { id: peer_id, session: record.id, access, name, kind, framing: Framing::Weft };
+    let peer = PeerSetup { id: peer_id, session: record.id, access, name, kind, framing: Framing::Weft, _slot: slot };
     serve_peer(hub, socket, peer).await;
 }
 
@@ -181,6 +212,8 @@ async fn y_connection(
     doc: String,
     query: HashMap<String, String>,
     mut socket: WebSocket,
+    ip: Option<IpAddr>,
+    slot: Option<IpSlot>,
 ) {
     let doc = match DocId::new(doc) {
         Ok(doc) => doc,
@@ -188,23 +221,26 @@ async fn y_connection(
     };
     let token = query.get("token").cloned();
     let password = query.get("password").cloned();
-    let name = query.get("name").and_then(|n| clean_name(n)).unwrap_or_else(|| "y-websocket client".to_owned());
+    let name =
+        query.get("name").and_then(|n| control::clean_name(n)).unwrap_or_else(|| "y-websocket client".to_owned());
     let kind = match query.get("kind").map(String::as_str) {
         Some("agent") => ClientKind::Agent,
         _ => ClientKind::User,
     };
-    let (record, access) = match authorize_async(&hub, session, token, password, "y").await {
+    let (record, access) = match authorize_async(&hub, session, token, password, "y", ip).await {
         Ok(ok) => ok,
         Err(denied) => return close(&mut socket, denied.code, &denied.message).await,
     };
-    let peer = PeerSetup { id: hub.next_peer_id(), session: record.id, access, name, kind, framing: Framing::Y(doc) };
+    let peer = PeerSetup {
+        id: hub.next_peer_id(),
+        session: record.id,
+        access,
+        name,
+        kind,
+        framing: Framing::Y(doc),
+        _slot: slot,
+    };
     serve_peer(hub, socket, peer).await;
-}
-
-fn clean_name(name: &str) -> Option<String> {
-    let name = name.trim();
-    let ok = !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control);
-    ok.then(|| name.to_owned())
 }
 
 struct PeerSetup {
@@ -214,6 +250,8 @@ struct PeerSetup {
     name: String,
     kind: ClientKind,
     framing: Framing,
+    /// This connection's place under the per-address cap, held until it ends.
+    _slot: Option<IpSlot>,
 }
 
 /// Registers the peer, joins its room and pumps frames until either side
@@ -338,12 +376,22 @@ async fn pump(
         }
     };
     tokio::pin!(expired);
+    // Over its rate, a peer's socket is not read until its bucket refills:
+    // TCP pushes back on the sender, nothing is dropped, and the room keeps
+    // serving everyone else.
+    let mut rate = PeerRate::new(hub.config.rate, std::time::Instant::now());
+    let mut paused: Option<Instant> = None;
+    let mut warned: Option<Instant> = None;
     loop {
         tokio::select! {
             () = &mut expired => {
                 return Some((ErrorCode::Unauthorized, "your link has expired: ask the session owner for a new one".into()));
             }
-            incoming = socket.recv() => {
+            () = tokio::time::sleep_until(paused.unwrap_or_else(Instant::now)), if paused.is_some() => {
+                paused = None;
+                last_heard = Instant::now();
+            }
+            incoming = socket.recv(), if paused.is_none() => {
                 last_heard = Instant::now();
                 let msg = match incoming {
                     None | Some(Ok(Message::Close(_))) => return None,
@@ -359,6 +407,30 @@ async fn pump(
                         return None;
                     }
                 };
+                let len = match &msg {
+                    Message::Binary(bytes) => Some(bytes.len()),
+                    Message::Text(text) => Some(text.len()),
+                    _ => None,
+                };
+                if let Some(len) = len {
+                    let wait = rate.take(len, std::time::Instant::now());
+                    if !wait.is_zero() {
+                        paused = Some(Instant::now() + wait);
+                        inc(&hub.metrics.peers_throttled, 1);
+                        if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                            warned = Some(Instant::now());
+                            tracing::warn!(session = %setup.session, peer = %setup.id, pause = ?wait, "peer over its rate; slowing it down");
+                            if setup.framing == Framing::Weft {
+                                let limit = hub.config.rate;
+                                let message = format!(
+                                    "you are sending faster than this hub allows ({:.0} frames/s, {:.0} bytes/s sustained); your frames are slowed down, none is lost",
+                                    limit.frames_per_s, limit.bytes_per_s
+                                );
+                                send_control(socket, &ServerControl::Error { code: ErrorCode::RateLimited, message, doc: None }).await;
+                            }
+                        }
+                    }
+                }
                 if let Some(reason) = on_incoming(hub, socket, setup, room, msg).await {
                     return Some(reason);
                 }
