@@ -51,6 +51,8 @@ pub fn weft_bin() -> PathBuf {
 pub struct HubProcess {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// It serves TLS (its first line said `https://`).
+    pub tls: bool,
     pub admin: String,
     pub data: PathBuf,
 }
@@ -80,6 +82,9 @@ impl HubProcess {
             .args(extra)
             .env("WEFT_LOG", std::env::var("WEFT_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .env_remove("WEFT_ADMIN_TOKEN")
+            .env_remove("WEFT_TLS_CERT")
+            .env_remove("WEFT_TLS_KEY")
+            .env_remove("WEFT_INSECURE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -103,6 +108,7 @@ impl HubProcess {
         let mut hub = HubProcess {
             child: Some(child),
             addr: "127.0.0.1:1".parse()?,
+            tls: false,
             admin: String::new(),
             data: data.to_owned(),
         };
@@ -110,10 +116,13 @@ impl HubProcess {
             Ok(Ok(line)) => line,
             other => bail!("hub printed no first line ({other:?}); its log:\n{}", hub.log()),
         };
-        let addr = line
-            .trim()
-            .strip_prefix("weft hub listening on http://")
-            .with_context(|| format!("unexpected first line {line:?}; hub log:\n{}", hub.log()))?;
+        let rest = line.trim().strip_prefix("weft hub listening on ");
+        let (tls, addr) = match rest.and_then(|r| r.split_once("://")) {
+            Some(("https", addr)) => (true, addr),
+            Some(("http", addr)) => (false, addr),
+            _ => bail!("unexpected first line {line:?}; hub log:\n{}", hub.log()),
+        };
+        hub.tls = tls;
         hub.addr = addr.parse().with_context(|| format!("bad address in {line:?}"))?;
         hub.admin = std::fs::read_to_string(data.join("admin.token")).context("reading admin.token")?.trim().to_owned();
         Ok(hub)
@@ -124,9 +133,9 @@ impl HubProcess {
         std::fs::read_to_string(self.data.join("hub.stderr.log")).unwrap_or_default()
     }
 
-    /// `ws://ADDR`.
+    /// `ws://ADDR` (`wss://` for a TLS hub).
     pub fn ws_base(&self) -> String {
-        format!("ws://{}", self.addr)
+        format!("{}://{}", if self.tls { "wss" } else { "ws" }, self.addr)
     }
 
     /// Kills the hub with SIGKILL and reaps it.
@@ -274,6 +283,8 @@ pub struct WeftPeer {
     pub acked: u64,
     /// Every `error` control frame received.
     pub errors: Vec<serde_json::Value>,
+    /// Other control frames received (e.g. `role`), in order.
+    pub controls: Vec<serde_json::Value>,
     /// Set once the connection ended.
     pub closed: Option<Closed>,
     /// Awareness messages received (raw y-protocols bytes), per doc.
@@ -346,6 +357,7 @@ impl WeftPeer {
             sent: 0,
             acked: 0,
             errors: Vec::new(),
+            controls: Vec::new(),
             closed: None,
             awareness: Vec::new(),
         }
@@ -525,7 +537,7 @@ impl WeftPeer {
                 match v["type"].as_str() {
                     Some("ack") => self.acked = self.acked.max(v["seq"].as_u64().unwrap_or(0)),
                     Some("error") | Some("kick") => self.errors.push(v),
-                    _ => {}
+                    _ => self.controls.push(v),
                 }
             }
             Some(Ok(Message::Binary(bytes))) => self.on_binary(&bytes).await?,
@@ -742,6 +754,9 @@ impl WeftProcess {
         let mut cmd = Command::new(weft_bin());
         cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
         cmd.env_remove("WEFT_HUB").env_remove("WEFT_HUB_TOKEN").env("WEFT_LOG", "info");
+        for tls in ["WEFT_CA", "WEFT_INSECURE", "WEFT_TLS_CERT", "WEFT_TLS_KEY"] {
+            cmd.env_remove(tls);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -773,6 +788,27 @@ impl WeftProcess {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "still running after {timeout:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Its stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 }
 

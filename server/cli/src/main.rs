@@ -25,7 +25,9 @@ enum Command {
     /// every edit (SQLite in --data), and serves the REST API, the weft
     /// WebSocket protocol (/ws/SESSION) and plain y-websocket (/y/SESSION/DOC).
     ///
-    /// Its first line on stdout is `weft hub listening on http://HOST:PORT`.
+    /// Its first line on stdout is `weft hub listening on http://HOST:PORT`
+    /// (`https://` with --tls-cert/--tls-key). Without TLS it listens only
+    /// on loopback addresses, unless --insecure is given.
     /// On first start it writes an admin token to DATA/admin.token (mode
     /// 0600) unless WEFT_ADMIN_TOKEN is set. Stop it with Ctrl-C or SIGTERM:
     /// peers are told, and every acknowledged edit is already on disk.
@@ -58,12 +60,15 @@ struct ShareArgs {
     /// The directory to share.
     #[arg(default_value = ".")]
     dir: PathBuf,
-    /// Hub to share on (ws://HOST:PORT); without it an embedded hub is started.
+    /// Hub to share on (wss://HOST:PORT, or ws://HOST:PORT on this machine);
+    /// without it an embedded hub is started.
     #[arg(long, env = "WEFT_HUB")]
     hub: Option<String>,
     /// Token allowed to create sessions on --hub (its admin token).
     #[arg(long = "hub-token", env = "WEFT_HUB_TOKEN", hide_env_values = true)]
     hub_token: Option<String>,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
     /// Display name shown to others.
     #[arg(long, env = "WEFT_NAME", default_value = "weft share")]
     name: String,
@@ -74,7 +79,7 @@ struct ShareArgs {
 
 #[derive(Debug, clap::Args)]
 struct JoinArgs {
-    /// A link: weft://HOST:PORT/s/SESSION#TOKEN.
+    /// A link: weft://HOST:PORT/s/SESSION#TOKEN (weft+tls:// for a TLS hub).
     link: String,
     /// Where to mirror the session (created if missing).
     #[arg(default_value = ".")]
@@ -85,6 +90,8 @@ struct JoinArgs {
     /// Replace local files that differ from the shared ones.
     #[arg(long)]
     overwrite: bool,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
     /// Display name shown to others.
     #[arg(long, env = "WEFT_NAME", default_value = "weft join")]
     name: String,
@@ -105,12 +112,39 @@ struct LspArgs {
     /// initializationOptions.name (default: git's user.name, else the OS user).
     #[arg(long, env = "WEFT_NAME")]
     name: Option<String>,
-    /// Hub to share on (ws://HOST:PORT); without it, sharing starts an embedded hub.
+    /// Hub to share on (wss://HOST:PORT, or ws://HOST:PORT on this machine);
+    /// without it, sharing starts an embedded hub.
     #[arg(long, env = "WEFT_HUB")]
     hub: Option<String>,
     /// Token allowed to create sessions on --hub (its admin token).
     #[arg(long = "hub-token", env = "WEFT_HUB_TOKEN", hide_env_values = true)]
     hub_token: Option<String>,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
+}
+
+/// How a client reaches hubs (`weft share`, `weft join`, `weft lsp`).
+#[derive(Debug, clap::Args)]
+struct ClientTlsArgs {
+    /// PEM file of CA certificates to trust besides the system's, for a hub
+    /// with a self-signed certificate or a private CA.
+    #[arg(long, env = "WEFT_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Allow plain ws:// and http:// to a hub that is not on this machine
+    /// (tokens and edits then cross the network unencrypted).
+    #[arg(long, env = "WEFT_INSECURE", value_parser = clap::builder::BoolishValueParser::new())]
+    insecure: bool,
+}
+
+impl ClientTlsArgs {
+    /// The trust settings, with the CA file loaded (a bad file stops here).
+    fn client_tls(&self) -> anyhow::Result<weft_client::tls::ClientTls> {
+        weft_client::tls::ClientTls::new(&self.options())
+    }
+
+    fn options(&self) -> weft_client::tls::TlsOptions {
+        weft_client::tls::TlsOptions { ca: self.ca.clone(), insecure: self.insecure }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,9 +158,20 @@ struct HubArgs {
     /// Admin token (instead of DATA/admin.token).
     #[arg(long = "admin-token", env = "WEFT_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Base of share-link URLs, e.g. weft://hub.example.com:7420 (default: the bound address).
+    /// Base of share-link URLs, e.g. weft+tls://hub.example.com:7420
+    /// (default: the bound address, weft+tls:// with TLS, else weft://).
     #[arg(long, env = "WEFT_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve HTTPS and WSS with this PEM certificate chain (needs --tls-key).
+    #[arg(long = "tls-cert", env = "WEFT_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long = "tls-key", env = "WEFT_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address that is not loopback (behind a
+    /// TLS-terminating proxy, or on a trusted network).
+    #[arg(long, env = "WEFT_INSECURE", value_parser = clap::builder::BoolishValueParser::new())]
+    insecure: bool,
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "WEFT_MAX_FRAME_BYTES", default_value_t = weft_hub::config::DEFAULT_MAX_FRAME_BYTES)]
     max_frame_bytes: usize,
@@ -158,6 +203,10 @@ struct HubArgs {
     /// one address or for one link (the wait doubles with each failure).
     #[arg(long, env = "WEFT_AUTH_BACKOFF_MAX", default_value_t = weft_hub::config::DEFAULT_AUTH_BACKOFF_MAX.as_secs_f64())]
     auth_backoff_max: f64,
+    /// Encrypt stored documents with the 32-byte key in KEYFILE (raw, hex or
+    /// base64); the file is created (mode 0600) with a random key if missing.
+    #[arg(long = "encrypt-at-rest", env = "WEFT_ENCRYPT_AT_REST", value_name = "KEYFILE")]
+    encrypt_at_rest: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `weft_hub=debug`.
     #[arg(long, env = "WEFT_LOG", default_value = "info")]
     log: String,
@@ -165,6 +214,10 @@ struct HubArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // weft's own TLS code names the ring provider itself; installing it as
+    // the process default too covers any library path that asks for the
+    // default. It fails only if one is installed already, which is as good.
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Hub(args) => run_hub(args),
         Command::Lsp(args) => run_lsp(args),
@@ -256,25 +309,29 @@ fn run_share(args: ShareArgs) -> anyhow::Result<()> {
     let root =
         args.dir.canonicalize().with_context(|| format!("cannot share {}: no such directory", args.dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    let (authority, admin, _embedded) = match &args.hub {
+    let tls = args.tls.client_tls()?;
+    let (hub, admin, _embedded) = match &args.hub {
         Some(hub) => {
             let token = args
                 .hub_token
                 .clone()
                 .context("sharing on a hub needs its token: set WEFT_HUB_TOKEN (or omit --hub)")?;
-            (weft_client::link::hub_authority(hub)?, token, None)
+            let hub = weft_client::link::HubAddr::parse(hub)?;
+            tls.check(&hub)?;
+            (hub, token, None)
         }
         None => {
             let hub = weft_hub::embedded::start(runtime.handle(), &root.join(".weft").join("hub"))?;
-            (hub.authority.clone(), hub.admin.clone(), Some(hub))
+            (weft_client::link::HubAddr::plain(hub.authority.clone()), hub.admin.clone(), Some(hub))
         }
     };
     let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "weft session".into());
-    let shared = runtime.block_on(weft_client::hub_api::create_shared_session(&authority, &admin, name))?;
+    let shared = runtime.block_on(weft_client::hub_api::create_shared_session(&hub, &tls, &admin, name))?;
     let config = weft_workspace::mirror::MirrorConfig {
         root,
         side: weft_workspace::mirror::Side::Host,
-        url: weft_client::link::ws_url(&authority, &shared.created.id.0),
+        url: hub.ws_url(&shared.created.id.0),
+        tls,
         token: shared.created.owner.token.clone(),
         password: None,
         name: args.name,
@@ -300,6 +357,8 @@ fn run_share(args: ShareArgs) -> anyhow::Result<()> {
 fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     init_logging(&args.log)?;
     let link = weft_client::link::Link::parse(&args.link)?;
+    let tls = args.tls.client_tls()?;
+    tls.check(&link.hub)?;
     std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
     let root = args.dir.canonicalize()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
@@ -307,6 +366,7 @@ fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         root,
         side: weft_workspace::mirror::Side::Guest,
         url: link.ws_url(),
+        tls,
         token: link.token.clone(),
         password: args.password,
         name: args.name,
@@ -349,7 +409,8 @@ fn run_lsp(args: LspArgs) -> anyhow::Result<()> {
         // Editors capture stderr into log panes: no colour codes.
         None => tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::io::stderr).init(),
     }
-    let config = weft_lsp::BridgeConfig { name: args.name, hub: args.hub, hub_token: args.hub_token };
+    let config =
+        weft_lsp::BridgeConfig { name: args.name, hub: args.hub, hub_token: args.hub_token, tls: args.tls.options() };
     // LSP: exit code 0 only if `shutdown` came before `exit`.
     if !weft_lsp::run_stdio(config)? {
         std::process::exit(1);
@@ -369,6 +430,12 @@ fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     let mut config = weft_hub::HubConfig::new(&args.data);
     config.admin_token = args.admin_token;
     config.public_url = args.public_url;
+    config.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(weft_hub::tls::TlsFiles { cert, key }),
+        _ => None,
+    };
+    config.insecure = args.insecure;
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     config.max_frame_bytes = args.max_frame_bytes;
     config.max_docs_per_session = args.max_docs_per_session;
     config.compact_after = args.compact_after;
@@ -382,6 +449,7 @@ fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     config.auth_free_failures = args.auth_free_failures;
     config.auth_backoff_max = std::time::Duration::try_from_secs_f64(args.auth_backoff_max)
         .map_err(|_| anyhow::anyhow!("--auth-backoff-max must be a number of seconds, 0 or more"))?;
+    config.encrypt_at_rest = args.encrypt_at_rest.filter(|path| !path.as_os_str().is_empty());
     config.validate().map_err(anyhow::Error::msg).context("invalid hub configuration")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
@@ -391,7 +459,7 @@ fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         let data = args.data.clone();
         let on_ready = move |addr: SocketAddr| -> anyhow::Result<()> {
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "weft hub listening on http://{addr}").context("writing to stdout")?;
+            writeln!(stdout, "weft hub listening on {scheme}://{addr}").context("writing to stdout")?;
             stdout.flush().context("writing to stdout")?;
             tracing::info!(%addr, data = %data.display(), "hub started");
             Ok(())

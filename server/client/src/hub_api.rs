@@ -1,8 +1,8 @@
 //! The few REST calls the bridge makes to a hub (create a session, create
-//! its links, count participants), over plain HTTP/1.1 on one short-lived
-//! connection each. Small on purpose: the hub's API is JSON with a bearer
-//! token, and pulling a full HTTP client stack in for three calls is not
-//! worth it. TLS hubs are not supported yet.
+//! its links, count participants), over HTTP/1.1 (HTTPS for a TLS hub, see
+//! [`crate::tls`]) on one short-lived connection each. Small on purpose:
+//! the hub's API is JSON with a bearer token, and pulling a full HTTP
+//! client stack in for three calls is not worth it.
 
 use std::time::Duration;
 
@@ -10,16 +10,19 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use weft_protocol::Role;
 use weft_protocol::rest::{CreateLink, CreateSession, LinkCreated, SessionCreated};
+
+use crate::link::HubAddr;
+use crate::tls::ClientTls;
 
 /// How long one REST call may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Calls `METHOD path` on the hub at `authority` and parses the JSON answer.
+/// Calls `METHOD path` on `hub` and parses the JSON answer.
 pub async fn call<T: DeserializeOwned>(
-    authority: &str,
+    hub: &HubAddr,
+    tls: &ClientTls,
     method: &str,
     path: &str,
     token: &str,
@@ -29,9 +32,9 @@ pub async fn call<T: DeserializeOwned>(
         Some(b) => serde_json::to_vec(b)?,
         None => Vec::new(),
     };
+    let authority = &hub.authority;
     let exchange = async {
-        let mut stream =
-            TcpStream::connect(authority).await.with_context(|| format!("cannot reach the hub at {authority}"))?;
+        let mut stream = tls.connect(hub).await?;
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
@@ -39,7 +42,14 @@ pub async fn call<T: DeserializeOwned>(
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(&body).await?;
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
+        // A TLS hub may close without close_notify after `Connection:
+        // close`; what arrived is checked below (the status line, the body).
+        match stream.read_to_end(&mut raw).await {
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+            other => {
+                other.with_context(|| format!("reading the hub's answer to {method} {path}"))?;
+            }
+        }
         anyhow::Ok(raw)
     };
     let raw = tokio::time::timeout(TIMEOUT, exchange).await.context("the hub did not answer in time")??;
@@ -82,15 +92,20 @@ pub struct SharedSession {
     pub viewer: LinkCreated,
 }
 
-/// Creates a session named `name` with `admin` (a token allowed to create
-/// sessions), then its editor and viewer links.
-pub async fn create_shared_session(authority: &str, admin: &str, name: String) -> anyhow::Result<SharedSession> {
+/// Creates a session named `name` on `hub` with `admin` (a token allowed to
+/// create sessions), then its editor and viewer links.
+pub async fn create_shared_session(
+    hub: &HubAddr,
+    tls: &ClientTls,
+    admin: &str,
+    name: String,
+) -> anyhow::Result<SharedSession> {
     let created: SessionCreated =
-        call(authority, "POST", "/api/sessions", admin, Some(&CreateSession { name, public: false })).await?;
+        call(hub, tls, "POST", "/api/sessions", admin, Some(&CreateSession { name, public: false })).await?;
     let path = format!("/api/sessions/{}/links", created.id);
     let owner = created.owner.token.clone();
     let link = |role| CreateLink { role, expires_in_s: None, password: None };
-    let editor: LinkCreated = call(authority, "POST", &path, &owner, Some(&link(Role::Editor))).await?;
-    let viewer: LinkCreated = call(authority, "POST", &path, &owner, Some(&link(Role::Viewer))).await?;
+    let editor: LinkCreated = call(hub, tls, "POST", &path, &owner, Some(&link(Role::Editor))).await?;
+    let viewer: LinkCreated = call(hub, tls, "POST", &path, &owner, Some(&link(Role::Viewer))).await?;
     Ok(SharedSession { created, editor, viewer })
 }

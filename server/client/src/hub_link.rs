@@ -6,6 +6,11 @@
 //! document state: after a reconnect the bridge resynchronises every
 //! document with state vectors, so frames queued while disconnected are
 //! dropped rather than replayed (the CRDT already holds their content).
+//!
+//! `wss://` URLs are verified with the process's [`ClientTls`]; a TLS
+//! failure (an untrusted certificate, a hub that does not speak TLS) and a
+//! plain `ws://` URL to a hub off this machine without `--insecure` end the
+//! link for good ([`HubEvent::Untrusted`]): retrying cannot fix them.
 
 use std::time::Duration;
 
@@ -13,6 +18,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use weft_protocol::{ClientControl, ClientKind, ErrorCode, PROTOCOL_VERSION, Role, ServerControl};
+
+use crate::tls::ClientTls;
 
 /// What the hub link tells the bridge.
 #[derive(Debug)]
@@ -28,6 +35,10 @@ pub enum HubEvent {
     Control(ServerControl),
     /// The connection dropped; a reconnect is under way.
     Disconnected { reason: String },
+    /// This client will not talk to the hub (its TLS certificate is not
+    /// trusted, TLS failed, or it is a plain hub off this machine without
+    /// `--insecure`): no more attempts are made. `reason` says what to do.
+    Untrusted { reason: String },
 }
 
 /// Credentials and identity for the auth frame.
@@ -78,15 +89,16 @@ fn is_final(code: ErrorCode) -> bool {
     )
 }
 
-/// Starts the link on `runtime`.
+/// Starts the link to `url` (`ws://` or `wss://`) on `runtime`.
 pub fn start(
     runtime: &tokio::runtime::Handle,
     url: String,
+    tls: ClientTls,
     creds: Credentials,
     events: crossbeam_channel::Sender<HubEvent>,
 ) -> HubLink {
     let (out, rx) = mpsc::unbounded_channel();
-    runtime.spawn(run(url, creds, events, rx));
+    runtime.spawn(run(url, tls, creds, events, rx));
     HubLink { out }
 }
 
@@ -97,20 +109,28 @@ enum Ended {
     Retry(String),
     /// Do not try again.
     Final(ErrorCode, String),
+    /// Do not try again: this side refuses the hub.
+    Untrusted(String),
 }
 
 async fn run(
     url: String,
+    tls: ClientTls,
     creds: Credentials,
     events: crossbeam_channel::Sender<HubEvent>,
     mut out: mpsc::UnboundedReceiver<Message>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match session(&url, &creds, &events, &mut out, &mut backoff).await {
+        match session(&url, &tls, &creds, &events, &mut out, &mut backoff).await {
             Ended::Stopped => return,
             Ended::Final(code, message) => {
                 let _ = events.send(HubEvent::Refused { code, message });
+                return;
+            }
+            Ended::Untrusted(reason) => {
+                tracing::info!(%reason, "not connecting to the hub");
+                let _ = events.send(HubEvent::Untrusted { reason });
                 return;
             }
             Ended::Retry(reason) => {
@@ -133,6 +153,13 @@ async fn run(
     }
 }
 
+/// `host:port` of a WebSocket URL, for messages.
+fn authority_of(url: &str) -> String {
+    let parsed = url::Url::parse(url).ok();
+    let host_port = parsed.as_ref().and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
+    host_port.unwrap_or_else(|| url.to_owned())
+}
+
 fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 1];
     let extra = if getrandom::fill(&mut b).is_ok() { u64::from(b[0]) } else { 0 };
@@ -141,15 +168,25 @@ fn jitter(d: Duration) -> Duration {
 
 async fn session(
     url: &str,
+    tls: &ClientTls,
     creds: &Credentials,
     events: &crossbeam_channel::Sender<HubEvent>,
     out: &mut mpsc::UnboundedReceiver<Message>,
     backoff: &mut Duration,
 ) -> Ended {
-    let connect = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)).await;
-    let mut ws = match connect {
+    if let Err(err) = tls.check_url(url) {
+        return Ended::Untrusted(format!("{err:#}"));
+    }
+    let connector = Some(tls.ws_connector());
+    let connect = tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector);
+    let mut ws = match tokio::time::timeout(Duration::from_secs(10), connect).await {
         Ok(Ok((ws, _))) => ws,
-        Ok(Err(err)) => return Ended::Retry(format!("cannot connect to {url}: {err}")),
+        Ok(Err(err)) => {
+            return match crate::tls::explain_ws(&authority_of(url), &err) {
+                Some(why) => Ended::Untrusted(why),
+                None => Ended::Retry(format!("cannot connect to {url}: {err}")),
+            };
+        }
         Err(_) => return Ended::Retry(format!("connecting to {url} timed out")),
     };
     let auth = ClientControl::Auth {

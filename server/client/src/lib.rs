@@ -3,11 +3,13 @@
 //!
 //! [`link`] parses share links and hub addresses; [`hub_api`] makes the few
 //! REST calls sharing needs; [`hub_link`] is the reconnecting WebSocket
-//! with its events. Nothing here knows LSP or holds document state.
+//! with its events; [`tls`] decides whom to trust and when plain
+//! connections are allowed. Nothing here knows LSP or holds document state.
 
 pub mod hub_api;
 pub mod hub_link;
 pub mod link;
+pub mod tls;
 
 /// A fresh random CRDT client id (32 bits, like Yjs). Every replica gets
 /// its own, so a re-created document never restarts an old id's clock.

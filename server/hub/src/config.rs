@@ -11,9 +11,16 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// The admin token; `None` reads or creates `DATA/admin.token`.
     pub admin_token: Option<String>,
-    /// Base of link URLs (`weft://host:port`); `None` derives it from the
-    /// address actually bound.
+    /// Base of link URLs (`weft://host:port`, `weft+tls://host:port`);
+    /// `None` derives it from the address actually bound.
     pub public_url: Option<String>,
+    /// Serve HTTPS and WSS with this certificate and key; `None` serves
+    /// plain HTTP, which [`crate::run`] allows only on a loopback address
+    /// unless [`HubConfig::insecure`] is set.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Allow plain HTTP on an address that is not loopback (`--insecure`),
+    /// for a trusted network or behind a TLS-terminating proxy.
+    pub insecure: bool,
     /// Largest WebSocket message accepted, in bytes.
     pub max_frame_bytes: usize,
     /// Most documents one session may hold.
@@ -38,6 +45,10 @@ pub struct HubConfig {
     pub auth_free_failures: u32,
     /// Longest back-off after repeated failed authentications.
     pub auth_backoff_max: Duration,
+    /// Key file for encryption at rest: document updates and snapshots are
+    /// sealed before they are stored. Created (mode 0600, random key) if
+    /// missing. `None`: stored as they are.
+    pub encrypt_at_rest: Option<PathBuf>,
 }
 
 /// Default of [`HubConfig::max_frame_bytes`].
@@ -73,6 +84,8 @@ impl HubConfig {
             data_dir: data_dir.into(),
             admin_token: None,
             public_url: None,
+            tls: None,
+            insecure: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_docs_per_session: DEFAULT_MAX_DOCS_PER_SESSION,
             peer_queue: 4096,
@@ -89,6 +102,7 @@ impl HubConfig {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             auth_free_failures: DEFAULT_AUTH_FREE_FAILURES,
             auth_backoff_max: DEFAULT_AUTH_BACKOFF_MAX,
+            encrypt_at_rest: None,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod rest;
 pub mod room;
 pub mod store;
+pub mod tls;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -86,6 +87,11 @@ impl Kick {
         self.0.notify.notify_one();
     }
 
+    /// Whether [`Kick::kick`] was called (the connection is going away).
+    pub fn is_kicked(&self) -> bool {
+        self.0.reason.lock().map(|r| r.is_some()).unwrap_or(true)
+    }
+
     /// Resolves once [`Kick::kick`] was called.
     pub async fn kicked(&self) -> (ErrorCode, String) {
         loop {
@@ -139,6 +145,37 @@ impl Hub {
         format!("{}/s/{}#{}", self.link_base, session, token)
     }
 
+    /// Gives every connected peer of `session` that matches `filter` the
+    /// role `role`, at once (their rooms apply it from their next frame and
+    /// tell them). Returns the peers changed. Call from blocking code.
+    pub(crate) fn set_peer_roles(
+        &self,
+        session: &SessionId,
+        filter: impl Fn(&PeerEntry) -> bool,
+        role: weft_protocol::Role,
+    ) -> Vec<PeerId> {
+        let changed: Vec<PeerId> = {
+            let mut peers = self.peers();
+            peers
+                .iter_mut()
+                .filter(|(_, e)| &e.session == session && filter(e))
+                .map(|(id, e)| {
+                    e.info.role = role;
+                    *id
+                })
+                .collect()
+        };
+        let room = self.rooms().get(session).cloned();
+        if let Some(room) = room {
+            for peer in &changed {
+                if room.tx.blocking_send(room::RoomMsg::SetRole { peer: *peer, role }).is_err() {
+                    tracing::debug!(%session, %peer, "room stopped before the role change");
+                }
+            }
+        }
+        changed
+    }
+
     /// Kicks every peer of `session` that matches `filter`.
     pub(crate) fn kick_peers(
         &self,
@@ -187,6 +224,53 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
+/// Opens `DATA/hub.db`, sealing document content if encryption at rest is
+/// configured. A key file that this start created is removed again if the
+/// database refuses its key (a mistyped path for an encrypted database
+/// leaves nothing behind); its creation is logged once the database
+/// accepted it.
+fn open_store(config: &HubConfig) -> anyhow::Result<SqliteStore> {
+    use crate::store::seal::{self, KeyOrigin, Sealer};
+    let db_path = config.data_dir.join("hub.db");
+    let opening = || format!("opening the hub database {}", db_path.display());
+    let Some(key_path) = &config.encrypt_at_rest else {
+        return SqliteStore::open(&db_path).with_context(opening);
+    };
+    let (key, origin) = seal::load_or_create_key(key_path).context("reading the encryption-at-rest key")?;
+    let store = match SqliteStore::open_with(&db_path, Some(Sealer::new(&key))) {
+        Ok(store) => store,
+        Err(err) if origin == KeyOrigin::Created => {
+            let removed = std::fs::remove_file(key_path).is_ok();
+            return Err(anyhow::Error::new(err).context(format!(
+                "{}; the key file {} did not exist, so a new key was made for this start{}",
+                opening(),
+                key_path.display(),
+                if removed { " and removed again" } else { " (remove that file)" }
+            )));
+        }
+        Err(err) => return Err(anyhow::Error::new(err).context(opening())),
+    };
+    if origin == KeyOrigin::Created {
+        tracing::warn!(
+            key = %key_path.display(),
+            "created a new encryption-at-rest key file (mode 0600): back it up apart from the data directory; \
+             without it the stored documents cannot be read"
+        );
+    }
+    let inside_data = match (key_path.canonicalize(), config.data_dir.canonicalize()) {
+        (Ok(key), Ok(data)) => key.starts_with(data),
+        _ => false,
+    };
+    if inside_data {
+        tracing::warn!(
+            key = %key_path.display(),
+            "the encryption key file is inside the data directory: a copy of the directory carries its key"
+        );
+    }
+    tracing::info!(key = %key_path.display(), "document content is encrypted at rest");
+    Ok(store)
+}
+
 /// Runs a hub on `listener` until `shutdown` resolves, then disconnects
 /// every peer, waits for the document logs to be flushed, and returns.
 /// `on_ready` is called with the bound address once the data directory,
@@ -199,19 +283,32 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg).context("invalid hub configuration")?;
+    // TLS files and the loopback rule are checked before anything is written.
+    let local = listener.local_addr().context("reading the bound address")?;
+    let tls = match &config.tls {
+        Some(files) => Some(tls::server_config(files)?),
+        None if config.insecure || local.ip().is_loopback() => None,
+        None => anyhow::bail!(
+            "refusing to serve plain HTTP on {local}, which is not a loopback address: share links, tokens and \
+             edits would cross the network unencrypted. Give the hub a certificate with --tls-cert FILE --tls-key \
+             FILE (WEFT_TLS_CERT, WEFT_TLS_KEY; see docs/hub.md, \"TLS\"), or pass --insecure (WEFT_INSECURE=1) if \
+             a TLS-terminating proxy or a trusted network is in front of the hub"
+        ),
+    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let admin = match &config.admin_token {
         Some(token) if !token.is_empty() => token.clone(),
         _ => admin_token(&config.data_dir)?,
     };
-    let db_path = config.data_dir.join("hub.db");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&db_path).with_context(|| format!("opening the hub database {}", db_path.display()))?,
-    );
+    let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
     let (writer, writer_thread) = LogWriter::start(Arc::clone(&store)).context("starting the log writer")?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    let link_base = config.public_url.clone().unwrap_or_else(|| format!("weft://{local}"));
+    let scheme = if tls.is_some() { "weft+tls" } else { "weft" };
+    let link_base = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{local}"));
+    if tls.is_some() && link_base.starts_with("weft://") {
+        // (The reverse is fine: a plain hub behind a TLS-terminating proxy.)
+        tracing::warn!(%link_base, "--public-url starts with weft://, so links tell clients to speak plain HTTP to this TLS hub; use weft+tls://");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let hub = Arc::new(Hub {
         authority: Authority::new(
@@ -248,10 +345,18 @@ pub async fn run(
         }
     };
     // Peers' addresses (ConnectInfo) feed the per-IP limits.
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(graceful)
-        .await
-        .context("serving HTTP")?;
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = match tls {
+        Some(config) => {
+            use axum::serve::ListenerExt as _;
+            // The no-op `tap_io` gives this listener axum's ConnectInfo
+            // implementation for any listener's address.
+            let listener = tls::TlsListener::new(listener, config).tap_io(|_| {});
+            axum::serve(listener, app).with_graceful_shutdown(graceful).await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(graceful).await,
+    };
+    served.context("serving HTTP")?;
 
     // Rooms finish their pending writes and exit once their peers are gone;
     // then dropping the last writer handle lets the writer drain and stop.

@@ -42,7 +42,8 @@ use weft_workspace::mirror::{Mirror, MirrorCommand, MirrorConfig, MirrorEvent, S
 use crate::presence::{FollowStep, Identity, Presence};
 use crate::transport::{Incoming, encode};
 use weft_client::hub_link::{self, Credentials, HubEvent, HubLink};
-use weft_client::link::{Link, hub_authority};
+use weft_client::link::{HubAddr, Link};
+use weft_client::tls::{ClientTls, TlsOptions};
 use weft_client::{fresh_client_id, hub_api};
 
 /// Settings of one `weft lsp` process.
@@ -54,6 +55,9 @@ pub struct BridgeConfig {
     pub hub: Option<String>,
     /// Token for creating sessions on `hub` (`WEFT_HUB_TOKEN`).
     pub hub_token: Option<String>,
+    /// Extra CA for TLS hubs, and whether plain hubs off this machine are
+    /// allowed (`WEFT_CA`, `WEFT_INSECURE`).
+    pub tls: TlsOptions,
 }
 
 /// How long share/join wait for the hub.
@@ -72,7 +76,8 @@ struct Session {
     root: PathBuf,
     role: Option<Role>,
     state: ConnectionState,
-    authority: String,
+    hub: HubAddr,
+    tls: ClientTls,
     token: String,
     password: Option<String>,
     link: HubLink,
@@ -142,6 +147,9 @@ pub struct Bridge {
     /// The client handles `window/showDocument` (follow mode).
     show_document: bool,
     presence: Presence,
+    /// The last `weft/cursor` if some of its selections could not be
+    /// anchored yet (retried until they can).
+    cursor_retry: Option<wl::CursorParams>,
     shutting_down: bool,
 }
 
@@ -299,6 +307,7 @@ impl Bridge {
             progress: None,
             show_document,
             presence: Presence::new(identity),
+            cursor_retry: None,
             shutting_down: false,
         }))
     }
@@ -324,7 +333,8 @@ impl Bridge {
                     for replica in self.docs.values_mut() {
                         replica.retry();
                     }
-                    self.presence.tick();
+                    let changes = self.presence.tick();
+                    self.on_presence_changes(changes);
                 }
             }
             self.flush();
@@ -512,6 +522,13 @@ impl Bridge {
     }
 
     fn cursor(&mut self, p: wl::CursorParams) {
+        self.publish_cursor(p, true);
+    }
+
+    /// Publishes the user's cursors (`input`: the user moved them, which
+    /// counts as activity). Selections that cannot be anchored yet (before
+    /// the document's first sync) are retried from `flush_presence`.
+    fn publish_cursor(&mut self, p: wl::CursorParams, input: bool) {
         let Ok(uri) = Url::parse(&p.uri) else {
             return self.log(MessageType::WARNING, "weft/cursor with an invalid uri; ignored");
         };
@@ -529,7 +546,9 @@ impl Bridge {
                 .collect(),
             _ => Vec::new(),
         };
-        self.presence.set_cursor(doc.as_ref(), sticky, p.visible);
+        let wanted = p.selections.len().min(MAX_SELECTIONS);
+        self.cursor_retry = (doc.is_some() && sticky.len() < wanted).then(|| p.clone());
+        self.presence.set_cursor(doc.as_ref(), sticky, p.visible, input);
     }
 
     fn follow(&mut self, p: wl::FollowParams) -> anyhow::Result<wl::FollowParams> {
@@ -645,6 +664,9 @@ impl Bridge {
     /// Sends our awareness state when due, and `weft/peers` (with follow
     /// mode's reveals) at most about 30 times a second.
     fn flush_presence(&mut self, connected: bool) {
+        if let Some(cursor) = self.cursor_retry.take() {
+            self.publish_cursor(cursor, false);
+        }
         let Some(session) = &self.session else { return };
         if connected && let Some(msg) = self.presence.outgoing() {
             session.link.send(frame::join(&DocId::session(), &msg));
@@ -659,8 +681,9 @@ impl Bridge {
                 .or_else(|| Url::from_file_path(weft_workspace::scan::path_of(&root, doc)).ok().map(|u| u.to_string()))
         };
         let docs = &self.docs;
+        let is_open = |uri: &str| Url::parse(uri).is_ok_and(|u| docs.contains_key(&u));
         let resolve = |uri: &str, sticky: &[u8]| docs.get(&Url::parse(uri).ok()?)?.resolve_sticky(sticky);
-        let Some(mut peers) = self.presence.peers_due(uri_of, resolve) else { return };
+        let Some(mut peers) = self.presence.peers_due(uri_of, is_open, resolve) else { return };
         match self.presence.follow_step(&peers) {
             FollowStep::Reveal(reveal) if self.show_document => self.show_document(reveal),
             FollowStep::Reveal(_) | FollowStep::Nothing => {}
@@ -693,6 +716,7 @@ impl Bridge {
                 weft_protocol::ServerControl::Kick { code, message } => {
                     self.log(MessageType::WARNING, &format!("hub disconnected us ({code:?}): {message}"));
                 }
+                weft_protocol::ServerControl::Role { role } => self.on_role(role),
                 _ => {}
             },
             HubEvent::Disconnected { reason } => {
@@ -710,6 +734,13 @@ impl Bridge {
                     if let Some(session) = &mut self.session {
                         session.state = ConnectionState::Idle;
                     }
+                    self.notify(wl::Connection::METHOD, self.status(false));
+                }
+            }
+            HubEvent::Untrusted { reason } => {
+                if let Some(session) = &mut self.session {
+                    session.state = ConnectionState::Idle;
+                    self.show(MessageType::ERROR, &format!("weft: stopped connecting to the hub: {reason}"));
                     self.notify(wl::Connection::METHOD, self.status(false));
                 }
             }
@@ -736,6 +767,23 @@ impl Bridge {
             }
             session.link.send(frame::join(&DocId::session(), &Presence::subscribe_message()));
         }
+        self.notify(wl::Connection::METHOD, self.status(false));
+    }
+
+    /// The owner changed our role live (a viewer's edits are undone from
+    /// now on, as for a viewer link).
+    fn on_role(&mut self, role: Role) {
+        let Some(session) = &mut self.session else { return };
+        session.role = Some(role);
+        let root = session.root.clone();
+        for (uri, replica) in self.docs.iter_mut() {
+            if doc_id_under(&root, uri).is_some() {
+                replica.set_read_only(role == Role::Viewer);
+            }
+        }
+        self.presence.set_role(role);
+        let what = if role == Role::Viewer { " (read-only: your edits are no longer shared)" } else { "" };
+        self.show(MessageType::INFO, &format!("weft: the session owner made you {role}{what}"));
         self.notify(wl::Connection::METHOD, self.status(false));
     }
 
@@ -789,6 +837,11 @@ impl Bridge {
 
     fn on_presence(&mut self, message: &[u8]) {
         let changes = self.presence.on_session_message(message);
+        self.on_presence_changes(changes);
+    }
+
+    /// Tells the editor who joined or left, and about a summons.
+    fn on_presence_changes(&mut self, changes: crate::presence::Changes) {
         if !changes.activity.is_empty() {
             if self.presence.announce() {
                 for entry in &changes.activity {
@@ -814,8 +867,14 @@ impl Bridge {
         let peers = (with_peers && session.state == ConnectionState::Connected)
             .then(|| {
                 let path = format!("/api/sessions/{}/participants", session.id);
-                let call =
-                    hub_api::call::<ParticipantList>(&session.authority, "GET", &path, &session.token, None::<&()>);
+                let call = hub_api::call::<ParticipantList>(
+                    &session.hub,
+                    &session.tls,
+                    "GET",
+                    &path,
+                    &session.token,
+                    None::<&()>,
+                );
                 let call = async {
                     if let Some(pw) = &session.password {
                         tracing::debug!(len = pw.len(), "participants of a password link are not counted");
@@ -835,25 +894,28 @@ impl Bridge {
         let root = root_path(&p.root)?;
         self.leave();
         let hub = p.hub.clone().or_else(|| self.config.hub.clone());
-        let (authority, admin, embedded) = match hub {
+        let tls = ClientTls::new(&self.config.tls)?;
+        let (hub, admin, embedded) = match hub {
             Some(hub) => {
                 let token = self.config.hub_token.clone().context(
                     "sharing on a hub needs its token: set WEFT_HUB_TOKEN (or omit the hub to use an embedded one)",
                 )?;
-                (hub_authority(&hub)?, token, None)
+                let hub = HubAddr::parse(&hub)?;
+                tls.check(&hub)?;
+                (hub, token, None)
             }
             None => {
                 let hub = weft_hub::embedded::start(self.runtime.handle(), &root.join(".weft").join("hub"))?;
-                (hub.authority.clone(), hub.admin.clone(), Some(hub))
+                (HubAddr::plain(hub.authority.clone()), hub.admin.clone(), Some(hub))
             }
         };
         let name = p.name.clone().unwrap_or_else(|| {
             root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "weft session".into())
         });
-        let shared = self.runtime.block_on(hub_api::create_shared_session(&authority, &admin, name))?;
+        let shared = self.runtime.block_on(hub_api::create_shared_session(&hub, &tls, &admin, name))?;
         let session = shared.created.id.0.clone();
         let token = shared.created.owner.token;
-        self.enter_session(Side::Host, session.clone(), root, authority, token, None, embedded);
+        self.enter_session(Side::Host, session.clone(), root, hub, tls, token, None, embedded);
         self.wait_connected()?;
         self.wait_tree_published();
         Ok(ShareResult { session, links: ShareLinks { editor: shared.editor.url, viewer: shared.viewer.url } })
@@ -862,9 +924,11 @@ impl Bridge {
     fn join(&mut self, p: JoinParams) -> anyhow::Result<JoinResult> {
         let root = root_path(&p.root)?;
         let link = Link::parse(&p.link)?;
+        let tls = ClientTls::new(&self.config.tls)?;
+        tls.check(&link.hub)?;
         self.leave();
-        let (authority, token) = (link.authority.clone(), link.token.clone());
-        self.enter_session(Side::Guest, link.session.clone(), root, authority, token, p.password, None);
+        let (hub, token) = (link.hub.clone(), link.token.clone());
+        self.enter_session(Side::Guest, link.session.clone(), root, hub, tls, token, p.password, None);
         let role = self.wait_connected()?;
         Ok(JoinResult { session: link.session, role })
     }
@@ -875,22 +939,23 @@ impl Bridge {
         side: Side,
         id: String,
         root: PathBuf,
-        authority: String,
+        hub: HubAddr,
+        tls: ClientTls,
         token: String,
         password: Option<String>,
         embedded: Option<weft_hub::embedded::EmbeddedHub>,
     ) {
         let creds =
             Credentials { token: token.clone(), password: password.clone(), name: self.name.clone(), kind: self.kind };
-        let url = weft_client::link::ws_url(&authority, &id);
-        let link = hub_link::start(self.runtime.handle(), url.clone(), creds, self.hub_tx.clone());
+        let url = hub.ws_url(&id);
+        let link = hub_link::start(self.runtime.handle(), url.clone(), tls.clone(), creds, self.hub_tx.clone());
         // Documents already open start over as the editor holds them now.
         for (uri, replica) in self.docs.iter_mut() {
             if doc_id_under(&root, uri).is_some() {
                 *replica = Replica::new(fresh_client_id(), self.enc, replica.version(), &replica.editor_text());
             }
         }
-        let mirror = self.start_mirror(side, &root, &url, &token, &password);
+        let mirror = self.start_mirror(side, &root, &url, &tls, &token, &password);
         self.presence.reset();
         self.session = Some(Session {
             side,
@@ -898,7 +963,8 @@ impl Bridge {
             root,
             role: None,
             state: ConnectionState::Connecting,
-            authority,
+            hub,
+            tls,
             token,
             password,
             link,
@@ -914,6 +980,7 @@ impl Bridge {
         side: Side,
         root: &Path,
         url: &str,
+        tls: &ClientTls,
         token: &str,
         password: &Option<String>,
     ) -> Option<MirrorThread> {
@@ -923,6 +990,7 @@ impl Bridge {
             root: root.to_path_buf(),
             side,
             url: url.to_owned(),
+            tls: tls.clone(),
             token: token.to_owned(),
             password: password.clone(),
             name: format!("{} (files)", self.name),
@@ -1065,6 +1133,10 @@ impl Bridge {
                     self.session = None;
                     bail!("the hub refused to join ({code:?}): {message}");
                 }
+                Ok(HubEvent::Untrusted { reason }) => {
+                    self.session = None;
+                    bail!("{reason}");
+                }
                 Ok(HubEvent::Disconnected { reason }) => {
                     // Never connected yet: fail now rather than let the
                     // editor wait; later drops are ridden out offline.
@@ -1081,6 +1153,10 @@ impl Bridge {
     }
 
     fn leave(&mut self) {
+        if self.presence.following().is_some() && self.presence.follow(None) {
+            self.notify(wl::Following::METHOD, wl::FollowParams { peer: None });
+        }
+        self.cursor_retry = None;
         if let Some(session) = &self.session
             && session.state == ConnectionState::Connected
             && let Some(goodbye) = self.presence.goodbye()

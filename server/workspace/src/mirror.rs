@@ -70,8 +70,11 @@ pub enum Side {
 pub struct MirrorConfig {
     pub root: PathBuf,
     pub side: Side,
-    /// `ws://HOST:PORT/ws/SESSION`.
+    /// `ws://HOST:PORT/ws/SESSION` or `wss://...`.
     pub url: String,
+    /// Whom to trust for `wss://`, and whether plain `ws://` may leave
+    /// this machine.
+    pub tls: weft_client::tls::ClientTls,
     pub token: String,
     pub password: Option<String>,
     pub name: String,
@@ -371,7 +374,7 @@ impl Mirror {
             name: config.name.clone(),
             kind: ClientKind::User,
         };
-        let link = hub_link::start(runtime, config.url.clone(), creds, tx);
+        let link = hub_link::start(runtime, config.url.clone(), config.tls.clone(), creds, tx);
         let (fs_tx, fs_events) = crossbeam_channel::unbounded();
         let (watcher, fs_events) = match notify::recommended_watcher(fs_tx) {
             Ok(watcher) => (Some(watcher), fs_events),
@@ -549,7 +552,15 @@ impl Mirror {
                         report(MirrorEvent::Refused(format!("{code}: {message}")));
                         anyhow::bail!("the hub refused this session ({code}): {message}");
                     }
+                    Ok(HubEvent::Untrusted { reason }) => anyhow::bail!("{reason}"),
                     Ok(HubEvent::Control(weft_protocol::ServerControl::Ack { seq })) => self.acked = self.acked.max(seq),
+                    Ok(HubEvent::Control(weft_protocol::ServerControl::Role { role })) => {
+                        tracing::info!(%role, "the session owner changed this side's role");
+                        self.role = Some(role);
+                        for state in self.files.values_mut() {
+                            state.replica.set_read_only(role == Role::Viewer);
+                        }
+                    }
                     Ok(HubEvent::Control(weft_protocol::ServerControl::Error { code, message, doc })) => {
                         tracing::warn!(?code, ?doc, "the hub refused a message: {message}");
                     }
