@@ -7,6 +7,7 @@
 //! default and, today, the only implementation; a PostgreSQL store would
 //! implement the same trait without touching the rooms.
 
+pub mod seal;
 pub mod sqlite;
 pub mod writer;
 
@@ -20,6 +21,10 @@ pub enum StoreError {
     Backend(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Encryption at rest: the key does not fit the database (wrong key,
+    /// no key for an encrypted database, a key for a plain one).
+    #[error("encryption at rest: {0}")]
+    Key(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -103,6 +108,8 @@ pub trait Store: Send + Sync + 'static {
     fn link(&self, session: &SessionId, id: &LinkId) -> StoreResult<Option<LinkRecord>>;
     /// `false` if there is no such link or it was already revoked.
     fn revoke_link(&self, session: &SessionId, id: &LinkId, at: i64) -> StoreResult<bool>;
+    /// Gives a live link another role; `false` if there is no such live link.
+    fn set_link_role(&self, session: &SessionId, id: &LinkId, role: Role) -> StoreResult<bool>;
 
     /// Appends an audit event; returns its id (the cursor).
     fn append_event(&self, event: &NewEvent) -> StoreResult<i64>;
