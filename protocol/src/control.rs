@@ -121,6 +121,13 @@ pub enum ServerControl {
         /// Count of update-carrying frames handled.
         seq: u64,
     },
+    /// The session's owner changed what this connection may do (for
+    /// example an editor demoted to viewer): it applies from the next frame
+    /// on. A client should stop sending edits when it becomes a viewer.
+    Role {
+        /// The new role.
+        role: Role,
+    },
     /// The hub is disconnecting this peer (link revoked, session deleted,
     /// hub shutting down). The close that follows carries the same code.
     Kick {

@@ -42,6 +42,14 @@ pub struct CreateLink {
     pub password: Option<String>,
 }
 
+/// `PATCH /api/sessions/{id}/participants/{peer}` and
+/// `PATCH /api/sessions/{id}/links/{link}`: a new role (not `owner`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRole {
+    pub role: Role,
+}
+
 /// `201` answer to [`CreateLink`]. The token is shown this once; the hub
 /// keeps only its hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -53,6 +53,43 @@ enum Command {
     /// A local file that differs from the shared one is kept and not
     /// synced (you are told) unless --overwrite is given.
     Join(JoinArgs),
+    /// List the public sessions of a hub (name, participants, id); joining
+    /// one still needs the viewer link its owner publishes with it.
+    Sessions(SessionsArgs),
+    /// Print a session's audit log: joins and leaves, denied attempts (with
+    /// the reason), role and link changes, and per-peer edit summaries.
+    /// Needs an owner's token (or an owner link).
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SessionsArgs {
+    /// The hub (wss://HOST:PORT, or ws://HOST:PORT on this machine).
+    #[arg(long, env = "WEFT_HUB", default_value = "ws://127.0.0.1:7420")]
+    hub: String,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct AuditArgs {
+    /// An owner link (weft://HOST:PORT/s/SESSION#TOKEN), or a session id
+    /// with --hub and --token.
+    session: String,
+    /// The hub, when SESSION is an id.
+    #[arg(long, env = "WEFT_HUB", default_value = "ws://127.0.0.1:7420")]
+    hub: String,
+    /// An owner's token (or the admin token), when SESSION is an id.
+    #[arg(long, env = "WEFT_HUB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print events after this cursor (the first column of a previous run).
+    #[arg(long, default_value_t = 0)]
+    after: i64,
+    /// Print at most this many events.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -223,6 +260,8 @@ fn main() -> anyhow::Result<()> {
         Command::Lsp(args) => run_lsp(args),
         Command::Share(args) => run_share(args),
         Command::Join(args) => run_join(args),
+        Command::Sessions(args) => run_sessions(args),
+        Command::Audit(args) => run_audit(args),
     }
 }
 
@@ -388,6 +427,61 @@ fn run_join(args: JoinArgs) -> anyhow::Result<()> {
             let _ = say(&format!("joined {session} as {role}"));
         });
     })
+}
+
+fn run_sessions(args: SessionsArgs) -> anyhow::Result<()> {
+    let hub = weft_client::link::HubAddr::parse(&args.hub)?;
+    let tls = args.tls.client_tls()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let list: weft_protocol::rest::SessionList = runtime.block_on(weft_client::hub_api::call(
+        &hub,
+        &tls,
+        "GET",
+        "/api/sessions?public=true",
+        "",
+        None::<&()>,
+    ))?;
+    if list.sessions.is_empty() {
+        eprintln!("no public sessions on {}", args.hub);
+    }
+    for s in list.sessions {
+        say(&format!(
+            "{}\t{}\t{} participants\t{} files",
+            s.id,
+            s.name,
+            s.participants,
+            s.docs.len().saturating_sub(1)
+        ))?;
+    }
+    Ok(())
+}
+
+fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
+    let (hub, session, token) = if args.session.contains("://") {
+        let link = weft_client::link::Link::parse(&args.session)?;
+        (link.hub.clone(), link.session.clone(), link.token.clone())
+    } else {
+        let token = args.token.clone().context("an owner's token is needed: pass --token (or give an owner link)")?;
+        (weft_client::link::HubAddr::parse(&args.hub)?, args.session.clone(), token)
+    };
+    let tls = args.tls.client_tls()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let (mut after, mut left) = (args.after, args.limit);
+    while left > 0 {
+        let path = format!("/api/sessions/{session}/events?after={after}&limit={}", left.min(1000));
+        let page: weft_protocol::rest::EventPage =
+            runtime.block_on(weft_client::hub_api::call(&hub, &tls, "GET", &path, &token, None::<&()>))?;
+        if page.events.is_empty() {
+            break;
+        }
+        for e in &page.events {
+            let secs = e.at_ms.div_euclid(1000);
+            say(&format!("{}\t{}.{:03}\t{}\t{}", e.id, secs, e.at_ms.rem_euclid(1000), e.kind, e.detail))?;
+        }
+        left = left.saturating_sub(page.events.len());
+        after = page.next;
+    }
+    Ok(())
 }
 
 fn run_lsp(args: LspArgs) -> anyhow::Result<()> {

@@ -281,9 +281,14 @@ impl Replica {
             None => {}
         }
         let at = self.unsent.map_forward(at).min(self.crdt.len_chars());
-        let utf16 = self.crdt.char_to_utf16_cu(at);
+        let utf16 = positions::char_to_utf16(&self.crdt, at);
         let txn = self.doc.transact();
-        let index = self.text.sticky_index(&txn, u32::try_from(utf16).ok()?, yrs::Assoc::After)?;
+        // Stick to the character after; at the very end (or in an empty
+        // text) there is none, so stick to the one before (or the start).
+        let index = self
+            .text
+            .sticky_index(&txn, utf16, yrs::Assoc::After)
+            .or_else(|| self.text.sticky_index(&txn, utf16, yrs::Assoc::Before))?;
         Some(index.encode_v1())
     }
 
@@ -302,8 +307,7 @@ impl Replica {
         if offset.branch.id() != AsRef::<yrs::branch::Branch>::as_ref(&self.text).id() {
             return None;
         }
-        let utf16 = (offset.index as usize).min(self.crdt.len_utf16_cu());
-        let mut at = self.unsent.map_back(self.crdt.utf16_cu_to_char(utf16));
+        let mut at = self.unsent.map_back(positions::utf16_to_char(&self.crdt, offset.index as usize));
         match &self.sent {
             Some(Sent::Edit { change, .. }) => at = change.map_back(at),
             Some(Sent::Full { .. }) => return None,

@@ -25,6 +25,17 @@ pub fn update_message(update: &[u8]) -> Vec<u8> {
     Message::Sync(SyncMessage::Update(update.to_vec())).encode_v1()
 }
 
+/// How much a v1 update inserts and deletes, in CRDT clock units (UTF-16
+/// code units for text; one per other item), or `None` if it does not
+/// decode. For edit summaries: who changed how much, never what.
+pub fn update_extent(update: &[u8]) -> Option<(u64, u64)> {
+    let update = catch_unwind(AssertUnwindSafe(|| Update::decode_v1(update))).ok()?.ok()?;
+    let count = |set: &yrs::IdSet| -> u64 {
+        set.iter().map(|(_, ranges)| ranges.iter().map(|r| u64::from(r.end - r.start)).sum::<u64>()).sum()
+    };
+    Some((count(&update.insertions(false)), count(update.delete_set())))
+}
+
 /// Why a message was not (fully) handled.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {

@@ -88,3 +88,19 @@ fn a_cursor_never_points_into_text_the_editor_has_not_applied() {
     // Garbage is not a position.
     assert_eq!(b.resolve_sticky(b"\xff\x00garbage"), None);
 }
+
+#[test]
+fn cursors_at_the_end_and_in_an_empty_text_are_published() {
+    let mut a = Replica::new(11, Encoding::Utf16, 1, "");
+    a.mark_synced().expect("sync");
+    let empty = a.sticky_at(Pos { line: 0, character: 0 }).expect("a cursor in an empty text");
+    assert_eq!(a.resolve_sticky(&empty), Some(Pos { line: 0, character: 0 }));
+    insert(&mut a, Pos { line: 0, character: 0 }, "ab\n");
+    let end = a.sticky_at(Pos { line: 1, character: 0 }).expect("a cursor at the end");
+    assert_eq!(a.resolve_sticky(&end), Some(Pos { line: 1, character: 0 }));
+    // Typing before it moves it along.
+    insert(&mut a, Pos { line: 0, character: 0 }, "x");
+    assert_eq!(a.resolve_sticky(&end), Some(Pos { line: 1, character: 0 }));
+    insert(&mut a, Pos { line: 0, character: 0 }, "\n");
+    assert_eq!(a.resolve_sticky(&end), Some(Pos { line: 2, character: 0 }));
+}

@@ -18,11 +18,12 @@ use axum::routing::{delete, get};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use weft_protocol::rest::ChangeRole;
 use weft_protocol::rest::{
     CreateLink, CreateSession, ErrorBody, ErrorDetail, EventPage, LinkCreated, ParticipantList, SessionCreated,
     SessionList, SessionView,
 };
-use weft_protocol::{ErrorCode, LinkId, Role, SessionId};
+use weft_protocol::{ErrorCode, LinkId, PeerId, Role, SessionId};
 
 use crate::auth::{self, Access, Denied, Principal};
 use crate::room::RoomMsg;
@@ -42,8 +43,9 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/sessions", get(list_sessions).post(create_session))
         .route("/api/sessions/{id}", get(get_session).delete(delete_session))
         .route("/api/sessions/{id}/links", axum::routing::post(create_link))
-        .route("/api/sessions/{id}/links/{link}", delete(revoke_link))
+        .route("/api/sessions/{id}/links/{link}", delete(revoke_link).patch(change_link))
         .route("/api/sessions/{id}/participants", get(participants))
+        .route("/api/sessions/{id}/participants/{peer}", delete(remove_participant).patch(change_participant))
         .route("/api/sessions/{id}/events", get(events))
         .route("/ws/{session}", get(ws::weft_endpoint))
         .route("/y/{session}/{*doc}", get(ws::y_endpoint))
@@ -296,10 +298,32 @@ fn view(hub: &Hub, record: SessionRecord, role: Role) -> ApiResult<SessionView> 
     })
 }
 
-async fn list_sessions(State(hub): State<Arc<Hub>>, req: Req) -> Response {
+async fn list_sessions(
+    State(hub): State<Arc<Hub>>,
+    Query(query): Query<HashMap<String, String>>,
+    req: Req,
+) -> Response {
     blocking(StatusCode::OK, move || {
         let caller = caller(&req)?;
         let principal = caller.principal(&hub)?;
+        match query.get("public").map(String::as_str) {
+            None | Some("false") => {}
+            // Discovery: every public session, to anyone (joining still
+            // needs the viewer link its owner publishes with it).
+            Some("true") => {
+                let role = if matches!(principal, Principal::Admin) { Role::Owner } else { Role::Viewer };
+                let sessions = hub
+                    .store
+                    .sessions()
+                    .map_err(internal)?
+                    .into_iter()
+                    .filter(|s| s.public)
+                    .map(|s| view(&hub, s, role))
+                    .collect::<ApiResult<Vec<_>>>()?;
+                return Ok(SessionList { sessions });
+            }
+            Some(_) => return Err(ApiError::new(ErrorCode::Malformed, "public must be true or false")),
+        }
         let sessions = match principal {
             Principal::Admin => hub
                 .store
@@ -422,6 +446,106 @@ async fn revoke_link(State(hub): State<Arc<Hub>>, Path((id, link)): Path<(String
         Ok(Err(err)) => err.into_response(),
         Err(err) => internal(err).into_response(),
     }
+}
+
+/// The new role of a [`ChangeRole`] body; `owner` is not given this way.
+fn new_role(body: &[u8]) -> ApiResult<Role> {
+    let ChangeRole { role } = parse_body(body)?;
+    if role.is_owner() {
+        return Err(ApiError::new(
+            ErrorCode::Malformed,
+            "a role can be changed to viewer, editor or agent; owners join with an owner link",
+        ));
+    }
+    Ok(role)
+}
+
+fn peer_id(peer: &str) -> ApiResult<PeerId> {
+    peer.parse::<u64>()
+        .map(PeerId)
+        .map_err(|_| ApiError::new(ErrorCode::NotFound, "no such participant (peer ids are numbers)"))
+}
+
+/// `PATCH /api/sessions/{id}/participants/{peer}`: changes one connected
+/// participant's role at once (for this connection; change or revoke the
+/// link to change what a reconnect gets).
+async fn change_participant(
+    State(hub): State<Arc<Hub>>,
+    Path((id, peer)): Path<(String, String)>,
+    req: Req,
+    body: Bytes,
+) -> Response {
+    blocking(StatusCode::OK, move || {
+        let (record, access) = caller(&req)?.owner_access(&hub, &id, "change roles")?;
+        let peer = peer_id(&peer)?;
+        let role = new_role(&body)?;
+        let before = hub.peers().get(&peer).filter(|e| e.session == record.id).map(|e| e.info.role);
+        let Some(before) = before else {
+            return Err(ApiError::new(ErrorCode::NotFound, "no such participant in this session"));
+        };
+        hub.set_peer_roles(&record.id, |e| e.info.peer == peer, role);
+        hub.audit(
+            Some(&record.id),
+            "participant.role_changed",
+            serde_json::json!({"peer": peer, "from": before, "to": role, "by": access.link}),
+        );
+        tracing::info!(session = %record.id, %peer, %role, "participant role changed");
+        Ok(serde_json::json!({"peer": peer, "role": role}))
+    })
+    .await
+}
+
+/// `DELETE /api/sessions/{id}/participants/{peer}`: disconnects one
+/// participant (revoke their link to keep them out).
+async fn remove_participant(
+    State(hub): State<Arc<Hub>>,
+    Path((id, peer)): Path<(String, String)>,
+    req: Req,
+) -> Response {
+    blocking(StatusCode::OK, move || {
+        let (record, access) = caller(&req)?.owner_access(&hub, &id, "remove participants")?;
+        let peer = peer_id(&peer)?;
+        let kicked = hub.kick_peers(
+            &record.id,
+            |e| e.info.peer == peer && !e.kick.is_kicked(),
+            ErrorCode::Forbidden,
+            "the session owner removed you from the session",
+        );
+        if kicked == 0 {
+            return Err(ApiError::new(ErrorCode::NotFound, "no such participant in this session"));
+        }
+        hub.audit(Some(&record.id), "participant.removed", serde_json::json!({"peer": peer, "by": access.link}));
+        Ok(serde_json::json!({"peer": peer, "removed": true}))
+    })
+    .await
+}
+
+/// `PATCH /api/sessions/{id}/links/{link}`: gives a link another role, for
+/// whoever joins with it from now on and, at once, for its connected peers.
+async fn change_link(
+    State(hub): State<Arc<Hub>>,
+    Path((id, link)): Path<(String, String)>,
+    req: Req,
+    body: Bytes,
+) -> Response {
+    blocking(StatusCode::OK, move || {
+        let (record, access) = caller(&req)?.owner_access(&hub, &id, "change links")?;
+        let role = new_role(&body)?;
+        let link = LinkId(link);
+        let changed =
+            LinkId::is_well_formed(&link.0) && hub.store.set_link_role(&record.id, &link, role).map_err(internal)?;
+        if !changed {
+            return Err(ApiError::new(ErrorCode::NotFound, "no such live link"));
+        }
+        let peers = hub.set_peer_roles(&record.id, |e| e.link.as_ref() == Some(&link), role);
+        hub.audit(
+            Some(&record.id),
+            "link.role_changed",
+            serde_json::json!({"link": link, "to": role, "by": access.link, "peers": peers}),
+        );
+        Ok(serde_json::json!({"link": link, "role": role, "peers": peers.len()}))
+    })
+    .await
 }
 
 async fn participants(State(hub): State<Arc<Hub>>, Path(id): Path<String>, req: Req) -> Response {

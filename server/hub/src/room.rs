@@ -13,7 +13,7 @@
 //! acknowledged to its sender. Completions are processed in submission
 //! order, so acks are cumulative and relays keep their order.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ use crate::{Hub, Kick};
 const MAILBOX: usize = 1024;
 /// How often a room looks for idle documents and whether it can stop.
 const TICK: Duration = Duration::from_secs(2);
+/// Edit summaries go to the audit log per peer in buckets this long.
+const EDIT_BUCKET: Duration = Duration::from_secs(60);
 
 /// How a peer's frames are framed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +72,8 @@ pub enum RoomMsg {
     Unsubscribe { peer: PeerId, doc: DocId },
     /// The peer disconnected.
     Leave { peer: PeerId },
+    /// The owner gave the peer another role: it applies from its next frame.
+    SetRole { peer: PeerId, role: Role },
     /// Disconnect everyone and stop (session deleted).
     Close { code: ErrorCode, message: String },
 }
@@ -125,9 +129,17 @@ struct Pending {
 
 type Durable = (u64, Result<(), Arc<StoreError>>);
 
+/// Per file: clock units (UTF-16 for text) inserted and deleted.
+type FileEdits = BTreeMap<DocId, (u64, u64)>;
+
 struct Room {
     hub: Arc<Hub>,
     session: SessionId,
+    /// Per peer and file: clock units inserted and deleted in the current
+    /// bucket (for `edits.summary` audit events; never content).
+    edits: HashMap<PeerId, FileEdits>,
+    /// Unix ms when the current bucket started.
+    bucket_start: i64,
     peers: HashMap<PeerId, PeerState>,
     docs: HashMap<DocId, DocEntry>,
     /// Ids of every document the session holds (stored or loaded), for the limit.
@@ -179,6 +191,8 @@ impl Room {
             durable_tx,
             durable_rx: Some(durable_rx),
             closing: None,
+            edits: HashMap::new(),
+            bucket_start: crate::now_ms(),
         }
     }
 
@@ -205,6 +219,9 @@ impl Room {
                     }
                 }
                 _ = tick.tick() => {
+                    if crate::now_ms() - self.bucket_start >= EDIT_BUCKET.as_millis() as i64 {
+                        self.audit_edits(None);
+                    }
                     self.unload_idle();
                     if self.peers.is_empty() && self.docs.is_empty() && self.pending.is_empty() {
                         break;
@@ -216,6 +233,7 @@ impl Room {
                 break;
             }
         }
+        self.audit_edits(None);
         // Leave the registry (unless a newer room took our place), then
         // refuse whoever raced to join: their reply channel drops and they
         // retry on a fresh room.
@@ -243,6 +261,15 @@ impl Room {
             RoomMsg::Frame { peer, doc, message } => self.on_frame(peer, doc, &message).await,
             RoomMsg::Unsubscribe { peer, doc } => self.unsubscribe(peer, &doc),
             RoomMsg::Leave { peer } => self.leave(peer),
+            RoomMsg::SetRole { peer, role } => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.peer.role = role;
+                    state.told_read_only = false;
+                    if state.peer.framing == Framing::Weft {
+                        self.send(peer, control(&ServerControl::Role { role }));
+                    }
+                }
+            }
             RoomMsg::Close { code, message } => self.closing = Some((code, message)),
         }
     }
@@ -288,7 +315,34 @@ impl Room {
         }
     }
 
+    /// Writes the edit summaries of the current bucket to the audit log (of
+    /// one peer, when it leaves; of everyone, when the bucket ends).
+    fn audit_edits(&mut self, only: Option<PeerId>) {
+        let now = crate::now_ms();
+        let taken: Vec<(PeerId, FileEdits)> = match only {
+            Some(peer) => self.edits.remove(&peer).map(|e| vec![(peer, e)]).unwrap_or_default(),
+            None => {
+                let all = self.edits.drain().collect();
+                self.bucket_start = now;
+                all
+            }
+        };
+        for (peer, files) in taken {
+            let name = self.hub.peers().get(&peer).map(|p| p.info.name.clone());
+            let files: Vec<serde_json::Value> = files
+                .into_iter()
+                .map(|(doc, (inserted, deleted))| serde_json::json!({"doc": doc, "inserted": inserted, "deleted": deleted}))
+                .collect();
+            let detail = serde_json::json!({
+                "peer": peer, "name": name, "from_ms": self.bucket_start, "to_ms": now, "files": files,
+            });
+            let (hub, session) = (Arc::clone(&self.hub), self.session.clone());
+            tokio::task::spawn_blocking(move || hub.audit(Some(&session), "edits.summary", detail));
+        }
+    }
+
     fn leave(&mut self, peer: PeerId) {
+        self.audit_edits(Some(peer));
         let Some(state) = self.peers.get(&peer) else { return };
         let mut docs: HashSet<DocId> = state.claimed.keys().cloned().collect();
         docs.extend(self.docs.iter().filter(|(_, e)| e.subscribers.contains(&peer)).map(|(d, _)| d.clone()));
@@ -435,6 +489,13 @@ impl Room {
 
     /// Queues `deltas` for the log; relay and ack follow durability.
     fn persist(&mut self, from: PeerId, doc: DocId, deltas: Vec<Vec<u8>>, ack: Option<u64>) {
+        for update in &deltas {
+            if let Some((inserted, deleted)) = weft_core::shared_doc::update_extent(update) {
+                let counts = self.edits.entry(from).or_default().entry(doc.clone()).or_default();
+                counts.0 += inserted;
+                counts.1 += deleted;
+            }
+        }
         let id = self.next_pending;
         self.next_pending += 1;
         let mut ops: Vec<LogOp> = deltas

@@ -165,13 +165,21 @@ impl Presence {
     }
 
     /// The user's cursors in `file` (as sticky indexes), or no file.
-    pub fn set_cursor(&mut self, file: Option<&DocId>, selections: Vec<(Vec<u8>, Vec<u8>)>, visible: Option<Range>) {
+    pub fn set_cursor(
+        &mut self,
+        file: Option<&DocId>,
+        selections: Vec<(Vec<u8>, Vec<u8>)>,
+        visible: Option<Range>,
+        input: bool,
+    ) {
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         self.state.file = file.map(|d| d.as_str().to_owned());
         self.state.selections =
             selections.iter().map(|(a, h)| StickySelection { anchor: b64(a), head: b64(h) }).collect();
         self.visible = visible;
-        self.activity.input(self.now());
+        if input {
+            self.activity.input(self.now());
+        }
         self.publish.mark();
     }
 
@@ -228,8 +236,9 @@ impl Presence {
         }
     }
 
-    /// Timers: status and typing transitions, renewal, outdated peers.
-    pub fn tick(&mut self) {
+    /// Timers: status and typing transitions, renewal, outdated peers (whose
+    /// leaving is returned, as for a message).
+    pub fn tick(&mut self) -> Changes {
         let now = self.now();
         let flags = (self.activity.status(now), self.activity.typing(now));
         if flags != self.last_flags || now.saturating_sub(self.last_published) >= RENEW_EVERY_MS {
@@ -243,10 +252,14 @@ impl Presence {
             .filter(|(id, state)| *id != own && wall.saturating_sub(state.last_updated) >= OUTDATED_MS)
             .map(|(id, _)| id)
             .collect();
+        if outdated.is_empty() {
+            return Changes::default();
+        }
         for id in outdated {
             self.awareness.remove_state(id);
-            self.peers.mark();
         }
+        self.peers.mark();
+        self.changes()
     }
 
     /// The awareness message to send on `_session`, when one is due.
@@ -361,6 +374,7 @@ impl Presence {
     pub fn peers_due(
         &mut self,
         uri_of: impl Fn(&DocId) -> Option<String>,
+        is_open: impl Fn(&str) -> bool,
         resolve: impl Fn(&str, &[u8]) -> Option<Pos>,
     ) -> Option<Vec<PeerInfo>> {
         if !self.peers.due(self.now()) {
@@ -371,7 +385,11 @@ impl Presence {
         for (id, state) in self.states() {
             let uri = state.file.as_deref().and_then(|f| DocId::new(f).ok()).and_then(|d| uri_of(&d));
             let mut selections = Vec::new();
-            if let Some(uri) = &uri {
+            if uri.as_deref().is_none_or(|u| !is_open(u)) {
+                // Positions need the file's text, which this editor does
+                // not have open: none, and none remembered.
+                self.resolved.remove(&id);
+            } else if let Some(uri) = &uri {
                 let fresh: Option<Vec<Selection>> = state
                     .selections
                     .iter()

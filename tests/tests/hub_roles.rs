@@ -1,0 +1,168 @@
+//! Live role changes and removal, with the real binary: an editor demoted
+//! to viewer can no longer write from its very next frame (and is told),
+//! promoted back it writes again; a link's role change applies to its
+//! connected peers at once and to whoever joins with it later; an owner
+//! can remove a participant; only owners may do any of it, and the audit
+//! log records each change.
+
+use std::time::Duration;
+
+use serde_json::json;
+use weft_tests::{HubProcess, WeftPeer, http};
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_change_roles_live_and_remove_participants() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = HubProcess::start(dir.path())?;
+    let (session, owner) = hub.create_session("roles").await?;
+    let link = hub.create_link(&session, &owner, json!({"role": "editor"})).await?;
+    let (link_id, token) = (link["id"].as_str().unwrap_or_default(), link["token"].as_str().unwrap_or_default());
+    let base = hub.ws_base();
+    let mut watcher = WeftPeer::join(&base, &session, &owner, 1).await?;
+    let mut editor = WeftPeer::join(&base, &session, token, 2).await?;
+    watcher.subscribe("f.txt").await?;
+    editor.subscribe("f.txt").await?;
+    editor.insert("f.txt", 0, "one ").await?;
+    watcher.pump_until("the editor's first edit", T, |w| w.text("f.txt") == "one ").await?;
+    let peer = editor.welcome["peer"].as_u64().unwrap_or_default();
+    let path = format!("/api/sessions/{session}/participants/{peer}");
+
+    // Only owners; never to owner.
+    let (status, body) = http(hub.addr, "PATCH", &path, Some(token), &[], Some(r#"{"role":"viewer"}"#)).await?;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = http(hub.addr, "PATCH", &path, Some(&owner), &[], Some(r#"{"role":"owner"}"#)).await?;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http(hub.addr, "PATCH", &path, Some(&owner), &[], Some(r#"{"role":"boss"}"#)).await?;
+    assert_eq!(status, 400, "{body}");
+
+    // Demoted: told at once, and the next write is refused.
+    let (status, body) = http(hub.addr, "PATCH", &path, Some(&owner), &[], Some(r#"{"role":"viewer"}"#)).await?;
+    assert_eq!((status, body["role"].as_str()), (200, Some("viewer")), "{body}");
+    editor
+        .pump_until("the role frame", T, |e| e.controls.iter().any(|c| c["type"] == "role" && c["role"] == "viewer"))
+        .await?;
+    editor.insert("f.txt", 4, "two ").await?;
+    editor.pump_until("the refusal", T, |e| e.errors.iter().any(|e| e["code"] == "forbidden")).await?;
+    let (_, list) =
+        http(hub.addr, "GET", &format!("/api/sessions/{session}/participants"), Some(&owner), &[], None).await?;
+    let listed = list["participants"].as_array().and_then(|a| a.iter().find(|p| p["peer"] == peer).cloned());
+    assert_eq!(listed.map(|p| p["role"].clone()), Some(json!("viewer")), "{list}");
+
+    // Promoted back: writes again (the refused edit stays refused).
+    http(hub.addr, "PATCH", &path, Some(&owner), &[], Some(r#"{"role":"editor"}"#)).await?;
+    editor
+        .pump_until("the role frame", T, |e| e.controls.iter().any(|c| c["type"] == "role" && c["role"] == "editor"))
+        .await?;
+    let mut fresh = WeftPeer::join(&base, &session, token, 3).await?;
+    fresh.subscribe("f.txt").await?;
+    fresh.pump_until("the shared text", T, |f| f.text("f.txt") == "one ").await?;
+    fresh.insert("f.txt", 4, "three").await?;
+    watcher.pump_until("the promoted write", T, |w| w.text("f.txt") == "one three").await?;
+    assert!(!watcher.text("f.txt").contains("two"), "a viewer's write got through");
+
+    // The link itself: its peers change at once, later joiners get it too.
+    let link_path = format!("/api/sessions/{session}/links/{link_id}");
+    let (status, body) = http(hub.addr, "PATCH", &link_path, Some(&owner), &[], Some(r#"{"role":"viewer"}"#)).await?;
+    assert_eq!((status, body["peers"].as_u64()), (200, Some(2)), "{body}");
+    fresh
+        .pump_until("the link's new role", T, |f| {
+            f.controls.iter().any(|c| c["type"] == "role" && c["role"] == "viewer")
+        })
+        .await?;
+    let later = WeftPeer::join(&base, &session, token, 4).await?;
+    assert_eq!(later.welcome["role"], "viewer");
+
+    // Removal: kicked with forbidden.
+    let (status, body) = http(hub.addr, "DELETE", &path, Some(&owner), &[], None).await?;
+    assert_eq!(status, 200, "{body}");
+    let closed = editor.wait_closed(T).await?;
+    assert_eq!(closed.code, Some(4403), "{closed:?}");
+    let (status, _) = http(hub.addr, "DELETE", &path, Some(&owner), &[], None).await?;
+    assert_eq!(status, 404, "removing someone gone");
+
+    // Audited.
+    let (_, events) =
+        http(hub.addr, "GET", &format!("/api/sessions/{session}/events"), Some(&owner), &[], None).await?;
+    let kinds: Vec<String> = events["events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["kind"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    for kind in ["participant.role_changed", "link.role_changed", "participant.removed"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} not in {kinds:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_sums_up_edits_and_public_sessions_are_listed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = HubProcess::start(dir.path())?;
+    let (session, owner) = hub.create_session("audited").await?;
+    let base = hub.ws_base();
+    let mut peer = WeftPeer::join(&base, &session, &owner, 1).await?;
+    peer.subscribe("src/a.txt").await?;
+    peer.insert("src/a.txt", 0, "secret words 🦀").await?;
+    peer.delete("src/a.txt", 0, 7).await?;
+    peer.wait_acked().await?;
+    peer.close().await;
+
+    // The summary of the departed peer: which file, how much, never what.
+    let path = format!("/api/sessions/{session}/events");
+    let mut summary = None;
+    for _ in 0..100 {
+        let (_, events) = http(hub.addr, "GET", &path, Some(&owner), &[], None).await?;
+        summary = events["events"].as_array().and_then(|a| a.iter().find(|e| e["kind"] == "edits.summary").cloned());
+        if summary.is_some() {
+            assert!(!events.to_string().contains("secret"), "document text in the audit log: {events}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let summary = summary.ok_or_else(|| anyhow::anyhow!("no edits.summary event"))?;
+    let files = &summary["detail"]["files"];
+    // "secret words 🦀" is 15 UTF-16 units; 7 were deleted.
+    assert_eq!(files, &json!([{"doc": "src/a.txt", "inserted": 15, "deleted": 7}]), "{summary}");
+    assert!(summary["detail"]["to_ms"].as_i64() >= summary["detail"]["from_ms"].as_i64(), "{summary}");
+
+    // Discovery: public sessions to anyone, private ones never.
+    let (status, created) = http(
+        hub.addr,
+        "POST",
+        "/api/sessions",
+        Some(&hub.admin),
+        &[],
+        Some(&json!({"name": "open house", "public": true}).to_string()),
+    )
+    .await?;
+    assert_eq!(status, 201, "{created}");
+    let (status, list) = http(hub.addr, "GET", "/api/sessions?public=true", None, &[], None).await?;
+    assert_eq!(status, 200, "{list}");
+    let names: Vec<&str> =
+        list["sessions"].as_array().map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect()).unwrap_or_default();
+    assert_eq!(names, ["open house"], "{list}");
+    assert_eq!(list["sessions"][0]["role"], "viewer");
+    let (status, _) = http(hub.addr, "GET", "/api/sessions?public=maybe", None, &[], None).await?;
+    assert_eq!(status, 400);
+
+    // The same from the command line: `weft sessions` and `weft audit`.
+    let weft = |args: &[&str]| {
+        let out = std::process::Command::new(weft_tests::weft_bin())
+            .args(args)
+            .env_remove("WEFT_HUB")
+            .env_remove("WEFT_HUB_TOKEN")
+            .output()?;
+        anyhow::ensure!(out.status.success(), "weft {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let listed = weft(&["sessions", "--hub", &base])?;
+    assert!(listed.contains("open house") && !listed.contains("audited"), "{listed}");
+    let owner_link = format!("weft://{}/s/{session}#{owner}", hub.addr);
+    let audit = weft(&["audit", &owner_link])?;
+    assert!(audit.contains("session.created") && audit.contains("edits.summary"), "{audit}");
+    assert!(!audit.contains("secret"), "{audit}");
+    let after_first = weft(&["audit", &session, "--hub", &base, "--token", &owner, "--after", "1", "--limit", "1"])?;
+    assert_eq!(after_first.lines().count(), 1, "{after_first}");
+    Ok(())
+}
