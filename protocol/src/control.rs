@@ -30,6 +30,12 @@ pub enum ClientControl {
         kind: ClientKind,
         /// The client's [`crate::PROTOCOL_VERSION`].
         protocol: u32,
+        /// A random id the client keeps across its reconnects (1–64
+        /// characters): a link with a maximum number of uses counts distinct
+        /// clients, so a reconnect is not a new use. Without it every
+        /// connection counts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
     },
     /// Stop receiving a document's updates and awareness (for example when
     /// the editor closes the file). Sending sync step 1 for it subscribes again.
@@ -50,6 +56,8 @@ pub struct AuthRequest {
     pub name: String,
     /// Person or agent.
     pub kind: ClientKind,
+    /// The client's own id, if it sent a valid one.
+    pub client: Option<String>,
 }
 
 /// Parses the first text frame of a `/ws/` connection as the hub does: it
@@ -57,22 +65,28 @@ pub struct AuthRequest {
 /// name. The error is the code and message the hub sends before it closes.
 /// Credentials are only parsed here, not checked.
 pub fn parse_auth(text: &str) -> Result<AuthRequest, (ErrorCode, String)> {
-    let (token, password, name, kind) = match serde_json::from_str::<ClientControl>(text) {
-        Ok(ClientControl::Auth { token, password, name, kind, protocol }) => {
+    let (token, password, name, kind, client) = match serde_json::from_str::<ClientControl>(text) {
+        Ok(ClientControl::Auth { token, password, name, kind, protocol, client }) => {
             if protocol != crate::PROTOCOL_VERSION {
                 let version = crate::PROTOCOL_VERSION;
                 let msg =
                     format!("this hub speaks weft protocol {version}, the client {protocol}: update the older side");
                 return Err((ErrorCode::VersionMismatch, msg));
             }
-            (token, password, name, kind)
+            let client = match client {
+                Some(c) if c.is_empty() || c.len() > 64 || c.chars().any(char::is_control) => {
+                    return Err((ErrorCode::Malformed, "client must have 1 to 64 printable characters".into()));
+                }
+                other => other,
+            };
+            (token, password, name, kind, client)
         }
         Ok(_) => return Err((ErrorCode::Malformed, "the first frame must be an auth frame".into())),
         Err(err) => return Err((ErrorCode::Malformed, format!("the auth frame is not valid: {err}"))),
     };
     let name = clean_name(&name)
         .ok_or_else(|| (ErrorCode::Malformed, "name must have 1 to 100 printable characters".to_owned()))?;
-    Ok(AuthRequest { token, password, name, kind })
+    Ok(AuthRequest { token, password, name, kind, client })
 }
 
 /// A participant's display name, trimmed, if it then has 1 to 100
@@ -236,7 +250,8 @@ mod tests {
                 password: None,
                 name: "Ada".into(),
                 kind: ClientKind::User,
-                protocol: 1
+                protocol: 1,
+                client: None,
             }
         );
     }
@@ -244,7 +259,10 @@ mod tests {
     #[test]
     fn parse_auth_checks_version_and_name() {
         let ok = parse_auth(r#"{"type":"auth","token":"t","name":"  Ada ","protocol":1}"#).expect("valid");
-        assert_eq!(ok, AuthRequest { token: "t".into(), password: None, name: "Ada".into(), kind: ClientKind::User });
+        assert_eq!(
+            ok,
+            AuthRequest { token: "t".into(), password: None, name: "Ada".into(), kind: ClientKind::User, client: None }
+        );
         let code = |text: &str| parse_auth(text).map(|_| ()).map_err(|(code, _)| code);
         assert_eq!(code(r#"{"type":"auth","token":"t","name":"Ada","protocol":99}"#), Err(ErrorCode::VersionMismatch));
         assert_eq!(code(r#"{"type":"auth","token":"t","name":" ","protocol":1}"#), Err(ErrorCode::Malformed));

@@ -40,6 +40,14 @@ pub struct CreateLink {
     /// If set, joining also needs this password (1–1024 characters).
     #[serde(default)]
     pub password: Option<String>,
+    /// If set, at most this many distinct clients may join with the link
+    /// (1–1,000,000; a client reconnecting is not a new use).
+    #[serde(default)]
+    pub max_uses: Option<u32>,
+    /// An invitation: the person or agent the link is for (1–100
+    /// characters). The audit log names them for every join with it.
+    #[serde(default)]
+    pub invitee: Option<String>,
 }
 
 /// `PATCH /api/sessions/{id}/participants/{peer}` and
@@ -66,6 +74,10 @@ pub struct LinkCreated {
     pub expires_at: Option<i64>,
     /// Whether joining needs a password.
     pub password: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitee: Option<String>,
 }
 
 /// A session as `GET /api/sessions[/{id}]` shows it.

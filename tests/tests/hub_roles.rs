@@ -166,3 +166,66 @@ async fn the_audit_log_sums_up_edits_and_public_sessions_are_listed() -> anyhow:
     assert_eq!(after_first.lines().count(), 1, "{after_first}");
     Ok(())
 }
+
+/// Opens `/ws/SESSION`, sends `auth` as the first frame, and returns the
+/// type and code of the hub's answer (`welcome`, or the error's code).
+async fn sign_in(base: &str, session: &str, auth: serde_json::Value) -> anyhow::Result<String> {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{base}/ws/{session}")).await?;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(auth.to_string().into())).await?;
+    while let Some(msg) = tokio::time::timeout(T, ws.next()).await? {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = msg? {
+            let v: serde_json::Value = serde_json::from_str(text.as_str())?;
+            let answer = if v["type"] == "welcome" {
+                "welcome".to_owned()
+            } else {
+                v["code"].as_str().unwrap_or("?").to_owned()
+            };
+            let _ = ws.close(None).await;
+            return Ok(answer);
+        }
+    }
+    anyhow::bail!("the hub closed without answering")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_with_a_maximum_of_uses_and_invitations() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = HubProcess::start(dir.path())?;
+    let (session, owner) = hub.create_session("invites").await?;
+    let link =
+        hub.create_link(&session, &owner, json!({"role": "editor", "max_uses": 2, "invitee": "Build Bot"})).await?;
+    assert_eq!((link["max_uses"].as_u64(), link["invitee"].as_str()), (Some(2), Some("Build Bot")), "{link}");
+    let token = link["token"].as_str().unwrap_or_default();
+    let base = hub.ws_base();
+    let auth = |client: &str| json!({"type": "auth", "token": token, "name": "bot", "protocol": 1, "client": client});
+
+    // Two clients may join, again and again; a third may not.
+    assert_eq!(sign_in(&base, &session, auth("client-a")).await?, "welcome");
+    assert_eq!(sign_in(&base, &session, auth("client-b")).await?, "welcome");
+    assert_eq!(sign_in(&base, &session, auth("client-a")).await?, "welcome", "a reconnect is not a new use");
+    assert_eq!(sign_in(&base, &session, auth("client-c")).await?, "limit_reached");
+    // Without a client id every connection is a new client.
+    let anonymous = json!({"type": "auth", "token": token, "name": "bot", "protocol": 1});
+    assert_eq!(sign_in(&base, &session, anonymous).await?, "limit_reached");
+    let bad = json!({"type": "auth", "token": token, "name": "bot", "protocol": 1, "client": ""});
+    assert_eq!(sign_in(&base, &session, bad).await?, "malformed");
+    for body in [json!({"role": "editor", "max_uses": 0}), json!({"role": "viewer", "invitee": "bad\u{7}name"})] {
+        let path = format!("/api/sessions/{session}/links");
+        let (status, resp) = http(hub.addr, "POST", &path, Some(&owner), &[], Some(&body.to_string())).await?;
+        assert_eq!(status, 400, "{body} → {resp}");
+    }
+
+    // The audit log names the invitee on every join with the invitation.
+    let (_, events) =
+        http(hub.addr, "GET", &format!("/api/sessions/{session}/events"), Some(&owner), &[], None).await?;
+    let joins: Vec<&serde_json::Value> = events["events"]
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["kind"] == "peer.joined").collect())
+        .unwrap_or_default();
+    assert_eq!(joins.len(), 3, "{events}");
+    assert!(joins.iter().all(|e| e["detail"]["invitee"] == "Build Bot"), "{events}");
+    let denied = events["events"].as_array().map(|a| a.iter().filter(|e| e["kind"] == "access.denied").count());
+    assert_eq!(denied, Some(2), "refused joins are audited: {events}");
+    Ok(())
+}

@@ -106,7 +106,7 @@ pub async fn create_shared_session(
         call(hub, tls, "POST", "/api/sessions", admin, Some(&CreateSession { name, public: false })).await?;
     let path = format!("/api/sessions/{}/links", created.id);
     let owner = created.owner.token.clone();
-    let link = |role| CreateLink { role, expires_in_s: None, password: None };
+    let link = |role| CreateLink { role, expires_in_s: None, password: None, max_uses: None, invitee: None };
     let editor: LinkCreated = call(hub, tls, "POST", &path, &owner, Some(&link(Role::Editor))).await?;
     let viewer: LinkCreated = call(hub, tls, "POST", &path, &owner, Some(&link(Role::Viewer))).await?;
     Ok(SharedSession { created, editor, viewer })

@@ -98,7 +98,10 @@ pub fn start(
     events: crossbeam_channel::Sender<HubEvent>,
 ) -> HubLink {
     let (out, rx) = mpsc::unbounded_channel();
-    runtime.spawn(run(url, tls, creds, events, rx));
+    // One id for the link's lifetime: its reconnects are the same client
+    // (a link with a maximum number of uses counts clients, not connections).
+    let client = format!("{:016x}", crate::fresh_client_id());
+    runtime.spawn(run(url, tls, creds, client, events, rx));
     HubLink { out }
 }
 
@@ -117,12 +120,13 @@ async fn run(
     url: String,
     tls: ClientTls,
     creds: Credentials,
+    client: String,
     events: crossbeam_channel::Sender<HubEvent>,
     mut out: mpsc::UnboundedReceiver<Message>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match session(&url, &tls, &creds, &events, &mut out, &mut backoff).await {
+        match session(&url, &tls, &creds, &client, &events, &mut out, &mut backoff).await {
             Ended::Stopped => return,
             Ended::Final(code, message) => {
                 let _ = events.send(HubEvent::Refused { code, message });
@@ -170,6 +174,7 @@ async fn session(
     url: &str,
     tls: &ClientTls,
     creds: &Credentials,
+    client: &str,
     events: &crossbeam_channel::Sender<HubEvent>,
     out: &mut mpsc::UnboundedReceiver<Message>,
     backoff: &mut Duration,
@@ -195,6 +200,7 @@ async fn session(
         name: creds.name.clone(),
         kind: creds.kind,
         protocol: PROTOCOL_VERSION,
+        client: Some(client.to_owned()),
     };
     let Ok(auth) = serde_json::to_string(&auth) else {
         return Ended::Final(ErrorCode::Internal, "cannot encode auth".into());

@@ -80,6 +80,10 @@ pub struct Access {
     pub link: Option<LinkId>,
     /// Unix seconds when the link expires (connected peers are then cut off).
     pub expires_at: Option<i64>,
+    /// The link's limit of distinct clients, if it has one.
+    pub max_uses: Option<u32>,
+    /// Whom the link was made for, if it is an invitation.
+    pub invitee: Option<String>,
 }
 
 /// A refusal with its wire code and a message for humans.
@@ -180,8 +184,12 @@ impl Authority {
         ip: Option<IpAddr>,
     ) -> Result<Access, Denied> {
         match principal {
-            Principal::Admin => Ok(Access { role: Role::Owner, link: None, expires_at: None }),
-            Principal::Anonymous if session.public => Ok(Access { role: Role::Viewer, link: None, expires_at: None }),
+            Principal::Admin => {
+                Ok(Access { role: Role::Owner, link: None, expires_at: None, max_uses: None, invitee: None })
+            }
+            Principal::Anonymous if session.public => {
+                Ok(Access { role: Role::Viewer, link: None, expires_at: None, max_uses: None, invitee: None })
+            }
             Principal::Anonymous => {
                 Err(Denied::new(ErrorCode::Unauthorized, "this session needs a token: use a share link"))
             }
@@ -214,7 +222,13 @@ impl Authority {
                         }
                     }
                 }
-                Ok(Access { role: link.role, link: Some(link.id.clone()), expires_at: link.expires_at })
+                Ok(Access {
+                    role: link.role,
+                    link: Some(link.id.clone()),
+                    expires_at: link.expires_at,
+                    max_uses: link.max_uses,
+                    invitee: link.invitee.clone(),
+                })
             }
         }
     }

@@ -226,6 +226,8 @@ fn new_link(
     role: Role,
     expires_in_s: Option<u64>,
     password: Option<&str>,
+    max_uses: Option<u32>,
+    invitee: Option<String>,
 ) -> ApiResult<(LinkRecord, LinkCreated)> {
     let token = auth::new_token().map_err(internal)?;
     let id = LinkId(auth::new_id().map_err(internal)?);
@@ -241,9 +243,19 @@ fn new_link(
         expires_at,
         revoked_at: None,
         created_at: now,
+        max_uses,
+        invitee: invitee.clone(),
     };
-    let created =
-        LinkCreated { id, url: hub.link_url(session, &token), token, role, expires_at, password: password.is_some() };
+    let created = LinkCreated {
+        id,
+        url: hub.link_url(session, &token),
+        token,
+        role,
+        expires_at,
+        password: password.is_some(),
+        max_uses,
+        invitee,
+    };
     Ok((record, created))
 }
 
@@ -270,7 +282,7 @@ async fn create_session(State(hub): State<Arc<Hub>>, req: Req, body: Bytes) -> R
             public: req.public,
             created_at: now_s(),
         };
-        let (link, owner) = new_link(&hub, &record.id, Role::Owner, None, None)?;
+        let (link, owner) = new_link(&hub, &record.id, Role::Owner, None, None, None, None)?;
         hub.store.create_session(&record, &link).map_err(internal)?;
         hub.audit(
             Some(&record.id),
@@ -401,14 +413,25 @@ async fn create_link(State(hub): State<Arc<Hub>>, Path(id): Path<String>, req: R
         if req.password.as_ref().is_some_and(|p| p.is_empty() || p.chars().count() > 1024) {
             return Err(ApiError::new(ErrorCode::Malformed, "password must have 1 to 1024 characters"));
         }
-        let (link, created) = new_link(&hub, &record.id, req.role, req.expires_in_s, req.password.as_deref())?;
+        if req.max_uses.is_some_and(|n| n == 0 || n > 1_000_000) {
+            return Err(ApiError::new(ErrorCode::Malformed, "max_uses must be between 1 and 1000000"));
+        }
+        let invitee = match &req.invitee {
+            None => None,
+            Some(name) => Some(weft_protocol::control::clean_name(name).ok_or_else(|| {
+                ApiError::new(ErrorCode::Malformed, "invitee must have 1 to 100 printable characters")
+            })?),
+        };
+        let (link, created) =
+            new_link(&hub, &record.id, req.role, req.expires_in_s, req.password.as_deref(), req.max_uses, invitee)?;
         hub.store.create_link(&link).map_err(internal)?;
         hub.audit(
             Some(&record.id),
             "link.created",
             serde_json::json!({
                 "link": link.id, "role": link.role, "expires_at": link.expires_at,
-                "password": link.password_hash.is_some(), "by": access.link,
+                "password": link.password_hash.is_some(), "max_uses": link.max_uses, "invitee": link.invitee,
+                "by": access.link,
             }),
         );
         Ok(created)

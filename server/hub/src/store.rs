@@ -62,6 +62,10 @@ pub struct LinkRecord {
     pub revoked_at: Option<i64>,
     /// Unix seconds.
     pub created_at: i64,
+    /// At most this many distinct clients may join with it.
+    pub max_uses: Option<u32>,
+    /// Whom the link was made for (an invitation), for the audit log.
+    pub invitee: Option<String>,
 }
 
 /// An audit event to append.
@@ -108,6 +112,9 @@ pub trait Store: Send + Sync + 'static {
     fn link(&self, session: &SessionId, id: &LinkId) -> StoreResult<Option<LinkRecord>>;
     /// `false` if there is no such link or it was already revoked.
     fn revoke_link(&self, session: &SessionId, id: &LinkId, at: i64) -> StoreResult<bool>;
+    /// Records that `client` joins with `link`, which allows `max` distinct
+    /// clients: `false` if it is full (a client seen before always passes).
+    fn use_link(&self, link: &LinkId, client: &str, max: u32, at: i64) -> StoreResult<bool>;
     /// Gives a live link another role; `false` if there is no such live link.
     fn set_link_role(&self, session: &SessionId, id: &LinkId, role: Role) -> StoreResult<bool>;
 

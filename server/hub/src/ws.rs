@@ -129,6 +129,7 @@ fn authorize(
     password: Option<&str>,
     endpoint: &str,
     ip: Option<IpAddr>,
+    client: Option<&str>,
 ) -> Result<(SessionRecord, Access), Denied> {
     if !SessionId::is_well_formed(session) {
         return Err(Denied::new(ErrorCode::NotFound, "no such session"));
@@ -145,11 +146,38 @@ fn authorize(
     let result = hub
         .authority
         .principal(token, now_s(), ip)
-        .and_then(|principal| hub.authority.access(&principal, &record, password, ip));
+        .and_then(|principal| hub.authority.access(&principal, &record, password, ip))
+        .and_then(|access| use_link(hub, &access, client).map(|()| access));
     if let Err(denied) = &result {
         hub.audit_denied(&id, endpoint, denied.code, &denied.message);
     }
     result.map(|access| (record, access))
+}
+
+/// Counts a join with a link that has a maximum number of uses: a client
+/// seen before passes; a new one takes a use, if any is left. Without a
+/// client id every connection is a new client.
+fn use_link(hub: &Hub, access: &Access, client: Option<&str>) -> Result<(), Denied> {
+    let (Some(max), Some(link)) = (access.max_uses, &access.link) else { return Ok(()) };
+    let anonymous;
+    let client = match client {
+        Some(c) => c,
+        None => {
+            anonymous = crate::auth::new_id().map_err(|_| Denied::new(ErrorCode::Internal, "try again"))?;
+            &anonymous
+        }
+    };
+    match hub.store.use_link(link, client, max, now_s()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Denied::new(
+            ErrorCode::LimitReached,
+            format!("this link was already used by {max} clients, its limit: ask the session owner for a new link"),
+        )),
+        Err(err) => {
+            tracing::error!(%err, "recording a link use failed");
+            Err(Denied::new(ErrorCode::Internal, "the hub could not record the link's use; try again"))
+        }
+    }
 }
 
 async fn authorize_async(
@@ -159,11 +187,14 @@ async fn authorize_async(
     password: Option<String>,
     endpoint: &'static str,
     ip: Option<IpAddr>,
+    client: Option<String>,
 ) -> Result<(SessionRecord, Access), Denied> {
     let hub = Arc::clone(hub);
-    tokio::task::spawn_blocking(move || authorize(&hub, &session, token.as_deref(), password.as_deref(), endpoint, ip))
-        .await
-        .unwrap_or_else(|_| Err(Denied::new(ErrorCode::Internal, "authorization failed unexpectedly; try again")))
+    tokio::task::spawn_blocking(move || {
+        authorize(&hub, &session, token.as_deref(), password.as_deref(), endpoint, ip, client.as_deref())
+    })
+    .await
+    .unwrap_or_else(|_| Err(Denied::new(ErrorCode::Internal, "authorization failed unexpectedly; try again")))
 }
 
 async fn weft_connection(
@@ -183,11 +214,11 @@ async fn weft_connection(
         Err(_) => return fail(&mut socket, ErrorCode::Unauthorized, "no auth frame within the time limit").await,
         Ok(None | Some(Err(_))) => return,
     };
-    let AuthRequest { token, password, name, kind } = match control::parse_auth(text.as_str()) {
+    let AuthRequest { token, password, name, kind, client } = match control::parse_auth(text.as_str()) {
         Ok(auth) => auth,
         Err((code, msg)) => return fail(&mut socket, code, &msg).await,
     };
-    let (record, access) = match authorize_async(&hub, session, Some(token), password, "ws", ip).await {
+    let (record, access) = match authorize_async(&hub, session, Some(token), password, "ws", ip, client).await {
         Ok(ok) => ok,
         Err(denied) => return fail(&mut socket, denied.code, &denied.message).await,
     };
@@ -227,7 +258,8 @@ async fn y_connection(
         Some("agent") => ClientKind::Agent,
         _ => ClientKind::User,
     };
-    let (record, access) = match authorize_async(&hub, session, token, password, "y", ip).await {
+    let client = query.get("client").filter(|c| !c.is_empty() && c.len() <= 64).cloned();
+    let (record, access) = match authorize_async(&hub, session, token, password, "y", ip, client).await {
         Ok(ok) => ok,
         Err(denied) => return close(&mut socket, denied.code, &denied.message).await,
     };
@@ -280,7 +312,7 @@ async fn serve_peer(hub: Arc<Hub>, mut socket: WebSocket, setup: PeerSetup) {
     add(&hub.metrics.connections, 1);
     let detail = serde_json::json!({
         "peer": setup.id, "name": setup.name, "kind": setup.kind, "role": setup.access.role,
-        "link": setup.access.link, "endpoint": endpoint,
+        "link": setup.access.link, "invitee": setup.access.invitee, "endpoint": endpoint,
     });
     audit_async(&hub, &setup.session, "peer.joined", detail.clone());
     tracing::info!(session = %setup.session, peer = %setup.id, role = %setup.access.role, endpoint, "peer joined");

@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS links (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS links_by_session ON links(session_id);
+CREATE TABLE IF NOT EXISTS link_uses (
+    link_id TEXT NOT NULL,
+    client TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (link_id, client)
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id TEXT,
@@ -114,6 +120,14 @@ impl SqliteStore {
     pub fn open_with(path: &Path, sealer: Option<Sealer>) -> StoreResult<SqliteStore> {
         let mut meta = open(path)?;
         meta.execute_batch(SCHEMA)?;
+        // Columns added after the first release: added to older databases.
+        for (column, kind) in [("max_uses", "INTEGER"), ("invitee", "TEXT")] {
+            let has: bool =
+                meta.prepare("SELECT 1 FROM pragma_table_info('links') WHERE name = ?1")?.exists([column])?;
+            if !has {
+                meta.execute_batch(&format!("ALTER TABLE links ADD COLUMN {column} {kind}"))?;
+            }
+        }
         let log = open(path)?;
         // Last, so that nothing can fail after a new database is marked.
         check_encryption(&mut meta, path, sealer.as_ref())?;
@@ -204,8 +218,9 @@ fn plain_with_key(db: &impl std::fmt::Display) -> StoreError {
 
 fn insert_link(conn: &Connection, link: &LinkRecord) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO links (id, session_id, role, token_hash, password_hash, expires_at, revoked_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO links (id, session_id, role, token_hash, password_hash, expires_at, revoked_at, created_at,
+                            max_uses, invitee)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             link.id.0,
             link.session.0,
@@ -214,7 +229,9 @@ fn insert_link(conn: &Connection, link: &LinkRecord) -> rusqlite::Result<()> {
             link.password_hash,
             link.expires_at,
             link.revoked_at,
-            link.created_at
+            link.created_at,
+            link.max_uses,
+            link.invitee
         ],
     )?;
     Ok(())
@@ -232,6 +249,8 @@ fn row_to_link(row: &rusqlite::Row<'_>) -> rusqlite::Result<(LinkRecord, String)
             expires_at: row.get(5)?,
             revoked_at: row.get(6)?,
             created_at: row.get(7)?,
+            max_uses: row.get(8)?,
+            invitee: row.get(9)?,
         },
         role,
     ))
@@ -247,7 +266,8 @@ fn finish_link(found: Option<(LinkRecord, String)>) -> StoreResult<Option<LinkRe
     }
 }
 
-const LINK_COLUMNS: &str = "id, session_id, role, token_hash, password_hash, expires_at, revoked_at, created_at";
+const LINK_COLUMNS: &str =
+    "id, session_id, role, token_hash, password_hash, expires_at, revoked_at, created_at, max_uses, invitee";
 
 fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -358,6 +378,24 @@ impl Store for SqliteStore {
             )
             .optional()?;
         finish_link(found)
+    }
+
+    fn use_link(&self, link: &LinkId, client: &str, max: u32, at: i64) -> StoreResult<bool> {
+        let mut conn = self.meta()?;
+        let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let seen = txn
+            .prepare("SELECT 1 FROM link_uses WHERE link_id = ?1 AND client = ?2")?
+            .exists(params![link.0, client])?;
+        if seen {
+            return Ok(true);
+        }
+        let used: i64 = txn.query_row("SELECT COUNT(*) FROM link_uses WHERE link_id = ?1", [&link.0], |r| r.get(0))?;
+        if used >= i64::from(max) {
+            return Ok(false);
+        }
+        txn.execute("INSERT INTO link_uses (link_id, client, at) VALUES (?1, ?2, ?3)", params![link.0, client, at])?;
+        txn.commit()?;
+        Ok(true)
     }
 
     fn set_link_role(&self, session: &SessionId, id: &LinkId, role: Role) -> StoreResult<bool> {
@@ -516,6 +554,8 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             created_at: 1,
+            max_uses: None,
+            invitee: None,
         };
         store.create_session(&session, &link)?;
         Ok(session.id)
