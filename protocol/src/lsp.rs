@@ -39,6 +39,10 @@ pub struct ShareParams {
     /// The session's display name (default: the root folder's name).
     #[serde(default)]
     pub name: Option<String>,
+    /// One of the hub's session templates to start from (its links, and its
+    /// ignore patterns for the shared tree).
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 /// Links of a shared session.

@@ -19,6 +19,11 @@ pub struct CreateSession {
     /// both WebSocket endpoints) without any token.
     #[serde(default)]
     pub public: bool,
+    /// Start from one of the hub's session templates (`weft hub
+    /// --templates FILE`): its links are created with the session, and its
+    /// `public` flag and ignore patterns apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 /// `201` answer to [`CreateSession`]: the session and its first owner link.
@@ -27,6 +32,13 @@ pub struct SessionCreated {
     pub id: SessionId,
     pub name: String,
     pub owner: LinkCreated,
+    /// Links the template made, in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkCreated>,
+    /// The template's ignore patterns (gitignore syntax) for whoever shares
+    /// a directory into the session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
 }
 
 /// `POST /api/sessions/{id}/links`.

@@ -229,3 +229,67 @@ async fn links_with_a_maximum_of_uses_and_invitations() -> anyhow::Result<()> {
     assert_eq!(denied, Some(2), "refused joins are audited: {events}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_start_from_templates() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let templates = dir.path().join("templates.json");
+    std::fs::write(
+        &templates,
+        json!({"templates": {"review": {
+            "public": true,
+            "links": [{"role": "viewer", "expires_in_s": 3600}, {"role": "editor", "max_uses": 3}],
+            "ignore": ["*.secret", "private/"],
+        }}})
+        .to_string(),
+    )?;
+    let hub = HubProcess::start_with(&dir.path().join("hub"), &["--templates", &templates.to_string_lossy()])?;
+    let body = json!({"name": "from a template", "template": "review"}).to_string();
+    let (status, created) = http(hub.addr, "POST", "/api/sessions", Some(&hub.admin), &[], Some(&body)).await?;
+    assert_eq!(status, 201, "{created}");
+    let links = created["links"].as_array().cloned().unwrap_or_default();
+    assert_eq!(links.len(), 2, "{created}");
+    assert_eq!((links[0]["role"].as_str(), links[0]["expires_at"].is_i64()), (Some("viewer"), true), "{created}");
+    assert_eq!((links[1]["role"].as_str(), links[1]["max_uses"].as_u64()), (Some("editor"), Some(3)), "{created}");
+    assert_eq!(created["ignore"], json!(["*.secret", "private/"]));
+    let (_, public) = http(hub.addr, "GET", "/api/sessions?public=true", None, &[], None).await?;
+    assert_eq!(public["sessions"][0]["name"], "from a template", "{public}");
+    let body = json!({"name": "x", "template": "nope"}).to_string();
+    let (status, refused) = http(hub.addr, "POST", "/api/sessions", Some(&hub.admin), &[], Some(&body)).await?;
+    assert_eq!(status, 404, "{refused}");
+    assert!(refused["error"]["message"].as_str().is_some_and(|m| m.contains("review")), "{refused}");
+
+    // `weft share --template`: the template's ignore patterns keep files home.
+    let (host, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    std::fs::create_dir_all(host.join("private"))?;
+    std::fs::write(host.join("a.txt"), "shared\n")?;
+    std::fs::write(host.join("key.secret"), "hush\n")?;
+    std::fs::write(host.join("private/notes.txt"), "mine\n")?;
+    let mut share = weft_tests::WeftProcess::spawn(
+        &["share", &host.to_string_lossy(), "--hub", &hub.ws_base(), "--template", "review"],
+        &[("WEFT_HUB_TOKEN", &hub.admin)],
+        &dir.path().join("share.stderr"),
+    )?;
+    let editor = share.next_line(T)?;
+    let link = editor.strip_prefix("editor: ").unwrap_or_default().to_owned();
+    let mut join = weft_tests::WeftProcess::spawn(
+        &["join", &link, &guest.to_string_lossy()],
+        &[],
+        &dir.path().join("join.stderr"),
+    )?;
+    let joined = join.next_line(T)?;
+    assert!(joined.starts_with("joined "), "{joined}");
+    assert_eq!(std::fs::read_to_string(guest.join("a.txt"))?, "shared\n");
+    assert!(!guest.join("key.secret").exists() && !guest.join("private").exists(), "ignored by the template");
+
+    // A broken templates file stops the hub with a clear message.
+    std::fs::write(&templates, r#"{"templates": {"bad": {"links": [{"role": "editor", "max_uses": 0}]}}}"#)?;
+    let out = std::process::Command::new(weft_tests::weft_bin())
+        .args(["hub", "--listen", "127.0.0.1:0", "--data", &dir.path().join("hub2").to_string_lossy()])
+        .args(["--templates", &templates.to_string_lossy()])
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("max_uses"), "{stderr}");
+    Ok(())
+}

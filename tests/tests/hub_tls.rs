@@ -65,7 +65,7 @@ fn tls_addr(hub: &HubProcess) -> HubAddr {
 }
 
 async fn create_session(hub: &HubProcess, tls: &ClientTls, name: &str) -> anyhow::Result<SessionCreated> {
-    let body = CreateSession { name: name.into(), public: false };
+    let body = CreateSession { name: name.into(), public: false, template: None };
     hub_api::call(&tls_addr(hub), tls, "POST", "/api/sessions", &hub.admin, Some(&body)).await
 }
 

@@ -104,6 +104,10 @@ struct ShareArgs {
     /// Token allowed to create sessions on --hub (its admin token).
     #[arg(long = "hub-token", env = "WEFT_HUB_TOKEN", hide_env_values = true)]
     hub_token: Option<String>,
+    /// Start the session from one of the hub's templates (its links, and its
+    /// ignore patterns on top of .gitignore/.weftignore).
+    #[arg(long, env = "WEFT_TEMPLATE")]
+    template: Option<String>,
     #[command(flatten)]
     tls: ClientTlsArgs,
     /// Display name shown to others.
@@ -230,6 +234,11 @@ struct HubArgs {
     /// Bytes one peer may send in a burst above the sustained rate.
     #[arg(long, env = "WEFT_BURST_BYTES", default_value_t = weft_hub::config::DEFAULT_BURST_BYTES)]
     burst_bytes: f64,
+    /// Session templates: a JSON file {"templates": {NAME: {"public", "links":
+    /// [{"role", "expires_in_s", "max_uses"}], "ignore": [PATTERN]}}} that
+    /// POST /api/sessions (and weft share --template) can start from.
+    #[arg(long, env = "WEFT_TEMPLATES", value_name = "FILE")]
+    templates: Option<PathBuf>,
     /// Open WebSocket connections allowed from one IP address.
     #[arg(long, env = "WEFT_MAX_CONNECTIONS_PER_IP", default_value_t = weft_hub::config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     max_connections_per_ip: usize,
@@ -365,7 +374,8 @@ fn run_share(args: ShareArgs) -> anyhow::Result<()> {
         }
     };
     let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "weft session".into());
-    let shared = runtime.block_on(weft_client::hub_api::create_shared_session(&hub, &tls, &admin, name))?;
+    let shared =
+        runtime.block_on(weft_client::hub_api::create_shared_session(&hub, &tls, &admin, name, args.template))?;
     let config = weft_workspace::mirror::MirrorConfig {
         root,
         side: weft_workspace::mirror::Side::Host,
@@ -375,6 +385,7 @@ fn run_share(args: ShareArgs) -> anyhow::Result<()> {
         password: None,
         name: args.name,
         overwrite: false,
+        ignore: shared.created.ignore.clone(),
     };
     let stop = stop_on_signal(&runtime);
     let mirror = weft_workspace::mirror::Mirror::start(config, runtime.handle())?;
@@ -410,6 +421,7 @@ fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         password: args.password,
         name: args.name,
         overwrite: args.overwrite,
+        ignore: Vec::new(),
     };
     let stop = stop_on_signal(&runtime);
     let mirror = weft_workspace::mirror::Mirror::start(config, runtime.handle())?;
@@ -540,6 +552,17 @@ fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         burst_bytes: args.burst_bytes,
     };
     config.max_connections_per_ip = args.max_connections_per_ip;
+    if let Some(path) = &args.templates {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the session templates {}", path.display()))?;
+        let file: weft_hub::config::TemplateFile = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid templates file: {{\"templates\": {{NAME: {{\"links\": [...], ...}}}}}}",
+                path.display()
+            )
+        })?;
+        config.templates = file.templates;
+    }
     config.auth_free_failures = args.auth_free_failures;
     config.auth_backoff_max = std::time::Duration::try_from_secs_f64(args.auth_backoff_max)
         .map_err(|_| anyhow::anyhow!("--auth-backoff-max must be a number of seconds, 0 or more"))?;

@@ -101,13 +101,26 @@ pub async fn create_shared_session(
     tls: &ClientTls,
     admin: &str,
     name: String,
+    template: Option<String>,
 ) -> anyhow::Result<SharedSession> {
-    let created: SessionCreated =
-        call(hub, tls, "POST", "/api/sessions", admin, Some(&CreateSession { name, public: false })).await?;
+    let body = CreateSession { name, public: false, template };
+    let created: SessionCreated = call(hub, tls, "POST", "/api/sessions", admin, Some(&body)).await?;
     let path = format!("/api/sessions/{}/links", created.id);
     let owner = created.owner.token.clone();
-    let link = |role| CreateLink { role, expires_in_s: None, password: None, max_uses: None, invitee: None };
-    let editor: LinkCreated = call(hub, tls, "POST", &path, &owner, Some(&link(Role::Editor))).await?;
-    let viewer: LinkCreated = call(hub, tls, "POST", &path, &owner, Some(&link(Role::Viewer))).await?;
+    // A template's first editor and viewer links are the ones handed out;
+    // whichever it lacks is made here, without expiry.
+    let made = |role: Role| {
+        let from_template = created.links.iter().find(|l| l.role == role).cloned();
+        let (path, owner) = (path.clone(), owner.clone());
+        async move {
+            if let Some(link) = from_template {
+                return anyhow::Ok(link);
+            }
+            let link = CreateLink { role, expires_in_s: None, password: None, max_uses: None, invitee: None };
+            call(hub, tls, "POST", &path, &owner, Some(&link)).await
+        }
+    };
+    let editor = made(Role::Editor).await?;
+    let viewer = made(Role::Viewer).await?;
     Ok(SharedSession { created, editor, viewer })
 }

@@ -1,8 +1,46 @@
 //! The hub's typed configuration, with every default in one place.
 //! `weft hub` fills it from flags and environment (see docs/configuration.md).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use serde::Deserialize;
+use weft_protocol::Role;
+
+/// A named set of defaults a new session can start from (`weft hub
+/// --templates FILE`, a JSON object `{"templates": {NAME: TEMPLATE}}`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionTemplate {
+    /// Whether sessions from it are public (a request may still say so).
+    #[serde(default)]
+    pub public: bool,
+    /// Links created with every session from it.
+    #[serde(default)]
+    pub links: Vec<TemplateLink>,
+    /// Ignore patterns (gitignore syntax) for sharing a directory into it.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+/// One link of a [`SessionTemplate`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateLink {
+    pub role: Role,
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
+    #[serde(default)]
+    pub max_uses: Option<u32>,
+}
+
+/// The template file's shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateFile {
+    pub templates: BTreeMap<String, SessionTemplate>,
+}
 
 /// Everything `weft_hub::run` needs to know.
 #[derive(Debug, Clone)]
@@ -49,6 +87,8 @@ pub struct HubConfig {
     /// sealed before they are stored. Created (mode 0600, random key) if
     /// missing. `None`: stored as they are.
     pub encrypt_at_rest: Option<PathBuf>,
+    /// Session templates by name.
+    pub templates: BTreeMap<String, SessionTemplate>,
 }
 
 /// Default of [`HubConfig::max_frame_bytes`].
@@ -103,6 +143,7 @@ impl HubConfig {
             auth_free_failures: DEFAULT_AUTH_FREE_FAILURES,
             auth_backoff_max: DEFAULT_AUTH_BACKOFF_MAX,
             encrypt_at_rest: None,
+            templates: BTreeMap::new(),
         }
     }
 }
@@ -133,6 +174,22 @@ impl HubConfig {
         }
         if self.max_connections_per_ip == 0 {
             return Err("--max-connections-per-ip must be at least 1".into());
+        }
+        for (name, template) in &self.templates {
+            if name.trim().is_empty() || name.len() > 100 {
+                return Err(format!("template name {name:?} must have 1 to 100 characters"));
+            }
+            for link in &template.links {
+                if link.expires_in_s.is_some_and(|s| s == 0 || s > 10 * 365 * 24 * 3600) {
+                    return Err(format!("template {name:?}: expires_in_s must be between 1 s and 10 years"));
+                }
+                if link.max_uses.is_some_and(|n| n == 0 || n > 1_000_000) {
+                    return Err(format!("template {name:?}: max_uses must be between 1 and 1000000"));
+                }
+            }
+            if template.ignore.iter().any(|p| p.trim().is_empty() || p.len() > 1000) {
+                return Err(format!("template {name:?}: ignore patterns must have 1 to 1000 characters"));
+            }
         }
         Ok(())
     }

@@ -272,6 +272,16 @@ async fn create_session(State(hub): State<Arc<Hub>>, req: Req, body: Bytes) -> R
             }
         }
         let req: CreateSession = parse_body(&body)?;
+        let template = match &req.template {
+            None => None,
+            Some(t) => Some(hub.config.templates.get(t).cloned().ok_or_else(|| {
+                let known: Vec<&str> = hub.config.templates.keys().map(String::as_str).collect();
+                ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no session template {t:?} on this hub (it has: {})", known.join(", ")),
+                )
+            })?),
+        };
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(ApiError::new(ErrorCode::Malformed, "name must have 1 to 200 printable characters"));
@@ -279,7 +289,7 @@ async fn create_session(State(hub): State<Arc<Hub>>, req: Req, body: Bytes) -> R
         let record = SessionRecord {
             id: SessionId(auth::new_id().map_err(internal)?),
             name: name.to_owned(),
-            public: req.public,
+            public: req.public || template.as_ref().is_some_and(|t| t.public),
             created_at: now_s(),
         };
         let (link, owner) = new_link(&hub, &record.id, Role::Owner, None, None, None, None)?;
@@ -287,11 +297,23 @@ async fn create_session(State(hub): State<Arc<Hub>>, req: Req, body: Bytes) -> R
         hub.audit(
             Some(&record.id),
             "session.created",
-            serde_json::json!({"name": record.name, "public": record.public}),
+            serde_json::json!({"name": record.name, "public": record.public, "template": req.template}),
         );
         hub.audit(Some(&record.id), "link.created", serde_json::json!({"link": link.id, "role": Role::Owner}));
-        tracing::info!(session = %record.id, "session created");
-        Ok(SessionCreated { id: record.id, name: record.name, owner })
+        let mut links = Vec::new();
+        for t in template.iter().flat_map(|t| &t.links) {
+            let (link, created) = new_link(&hub, &record.id, t.role, t.expires_in_s, None, t.max_uses, None)?;
+            hub.store.create_link(&link).map_err(internal)?;
+            let detail = serde_json::json!({
+                "link": link.id, "role": link.role, "expires_at": link.expires_at, "max_uses": link.max_uses,
+                "template": req.template,
+            });
+            hub.audit(Some(&record.id), "link.created", detail);
+            links.push(created);
+        }
+        tracing::info!(session = %record.id, template = ?req.template, "session created");
+        let ignore = template.map(|t| t.ignore).unwrap_or_default();
+        Ok(SessionCreated { id: record.id, name: record.name, owner, links, ignore })
     })
     .await
 }

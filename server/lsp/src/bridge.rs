@@ -912,10 +912,11 @@ impl Bridge {
         let name = p.name.clone().unwrap_or_else(|| {
             root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "weft session".into())
         });
-        let shared = self.runtime.block_on(hub_api::create_shared_session(&hub, &tls, &admin, name))?;
+        let shared = self.runtime.block_on(hub_api::create_shared_session(&hub, &tls, &admin, name, p.template))?;
         let session = shared.created.id.0.clone();
         let token = shared.created.owner.token;
-        self.enter_session(Side::Host, session.clone(), root, hub, tls, token, None, embedded);
+        let ignore = shared.created.ignore;
+        self.enter_session(Side::Host, session.clone(), root, hub, tls, token, None, embedded, &ignore);
         self.wait_connected()?;
         self.wait_tree_published();
         Ok(ShareResult { session, links: ShareLinks { editor: shared.editor.url, viewer: shared.viewer.url } })
@@ -928,7 +929,7 @@ impl Bridge {
         tls.check(&link.hub)?;
         self.leave();
         let (hub, token) = (link.hub.clone(), link.token.clone());
-        self.enter_session(Side::Guest, link.session.clone(), root, hub, tls, token, p.password, None);
+        self.enter_session(Side::Guest, link.session.clone(), root, hub, tls, token, p.password, None, &[]);
         let role = self.wait_connected()?;
         Ok(JoinResult { session: link.session, role })
     }
@@ -944,6 +945,7 @@ impl Bridge {
         token: String,
         password: Option<String>,
         embedded: Option<weft_hub::embedded::EmbeddedHub>,
+        ignore: &[String],
     ) {
         let creds =
             Credentials { token: token.clone(), password: password.clone(), name: self.name.clone(), kind: self.kind };
@@ -955,7 +957,17 @@ impl Bridge {
                 *replica = Replica::new(fresh_client_id(), self.enc, replica.version(), &replica.editor_text());
             }
         }
-        let mirror = self.start_mirror(side, &root, &url, &tls, &token, &password);
+        let mirror = self.start_mirror(MirrorConfig {
+            root: root.clone(),
+            side,
+            url: url.clone(),
+            tls: tls.clone(),
+            token: token.clone(),
+            password: password.clone(),
+            name: format!("{} (files)", self.name),
+            overwrite: false,
+            ignore: ignore.to_vec(),
+        });
         self.presence.reset();
         self.session = Some(Session {
             side,
@@ -975,27 +987,11 @@ impl Bridge {
 
     /// Starts the disk side of a session on its own thread, holding the
     /// files the editor has open.
-    fn start_mirror(
-        &mut self,
-        side: Side,
-        root: &Path,
-        url: &str,
-        tls: &ClientTls,
-        token: &str,
-        password: &Option<String>,
-    ) -> Option<MirrorThread> {
+    fn start_mirror(&mut self, config: MirrorConfig) -> Option<MirrorThread> {
         self.generation += 1;
         self.progress = None;
-        let config = MirrorConfig {
-            root: root.to_path_buf(),
-            side,
-            url: url.to_owned(),
-            tls: tls.clone(),
-            token: token.to_owned(),
-            password: password.clone(),
-            name: format!("{} (files)", self.name),
-            overwrite: false,
-        };
+        let root = config.root.clone();
+        let root = root.as_path();
         let mirror = match Mirror::start(config, self.runtime.handle()) {
             Ok(mirror) => mirror,
             Err(err) => {

@@ -80,6 +80,9 @@ pub struct MirrorConfig {
     pub name: String,
     /// Overwrite local files that differ from the shared ones (guest).
     pub overwrite: bool,
+    /// Extra ignore patterns for what this side shares (e.g. a session
+    /// template's), on top of the ignore files.
+    pub ignore: Vec<String>,
 }
 
 /// What the mirror's owner tells it while it runs.
@@ -429,7 +432,8 @@ impl Mirror {
         let is_known = |doc: &DocId| {
             known.get(doc.as_str()).is_some_and(|(kind, _)| kind != "dir") || self.files.contains_key(doc)
         };
-        let entries = scan_new(&self.config.root, &ScanOptions::default(), &is_known)
+        let options = ScanOptions { ignore: self.config.ignore.clone(), ..ScanOptions::default() };
+        let entries = scan_new(&self.config.root, &options, &is_known)
             .with_context(|| format!("cannot list {}", self.config.root.display()))?;
         for entry in entries {
             let path = entry.path.as_str().to_owned();

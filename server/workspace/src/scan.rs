@@ -44,11 +44,14 @@ pub struct Entry {
 pub struct ScanOptions {
     /// Files larger than this are listed but not synced.
     pub max_text_bytes: u64,
+    /// More ignore patterns (gitignore syntax, e.g. from a session
+    /// template), on top of the ignore files.
+    pub ignore: Vec<String>,
 }
 
 impl Default for ScanOptions {
     fn default() -> ScanOptions {
-        ScanOptions { max_text_bytes: 4 * 1024 * 1024 }
+        ScanOptions { max_text_bytes: 4 * 1024 * 1024, ignore: Vec::new() }
     }
 }
 
@@ -63,7 +66,16 @@ pub fn scan(root: &Path, options: &ScanOptions) -> std::io::Result<Vec<Entry>> {
 /// cost does not grow with the bytes already shared).
 pub fn scan_new(root: &Path, options: &ScanOptions, known: &dyn Fn(&DocId) -> bool) -> std::io::Result<Vec<Entry>> {
     let root = root.canonicalize()?;
+    let mut overrides = ignore::overrides::OverrideBuilder::new(&root);
+    for pattern in &options.ignore {
+        // In overrides a `!` glob excludes; a bad pattern is skipped, loudly.
+        if let Err(err) = overrides.add(&format!("!{}", pattern.trim_start_matches('!'))) {
+            tracing::warn!(%err, pattern, "ignored an unreadable ignore pattern");
+        }
+    }
+    let overrides = overrides.build().map_err(std::io::Error::other)?;
     let walker = ignore::WalkBuilder::new(&root)
+        .overrides(overrides)
         .hidden(false)
         .parents(false)
         .git_ignore(true)
@@ -227,7 +239,7 @@ mod tests {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
-        let entries = scan(root, &ScanOptions { max_text_bytes: 1000 }).expect("scan");
+        let entries = scan(root, &ScanOptions { max_text_bytes: 1000, ..ScanOptions::default() }).expect("scan");
         let kind = |p: &str| entries.iter().find(|e| e.path.as_str() == p).map(|e| e.kind.clone());
         assert!(matches!(kind("a.bin"), Some(EntryKind::Unsynced { note }) if note.contains("binary")));
         assert!(matches!(kind("latin1.txt"), Some(EntryKind::Unsynced { .. })));
