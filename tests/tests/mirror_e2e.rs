@@ -48,6 +48,21 @@ fn files(root: &Path) -> Vec<String> {
     out
 }
 
+/// The files of `root` the test's share syncs: all but the ignored ones
+/// and the binary file.
+fn shared_files(root: &Path) -> Vec<String> {
+    files(root)
+        .into_iter()
+        .filter(|f| {
+            !f.ends_with(".log")
+                && !f.starts_with("build/")
+                && !f.starts_with("target/")
+                && !f.starts_with("node_modules/")
+                && f != "logo.png"
+        })
+        .collect()
+}
+
 #[test]
 fn share_and_join_a_directory_both_ways() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -94,16 +109,7 @@ fn share_and_join_a_directory_both_ways() -> anyhow::Result<()> {
     assert!(joined.starts_with("joined ") && joined.ends_with(" as editor"), "{joined}");
 
     // The tree is in place when `joined` is printed.
-    let mut expected: Vec<String> = files(&host)
-        .into_iter()
-        .filter(|f| {
-            !f.ends_with(".log")
-                && !f.starts_with("build/")
-                && !f.starts_with("target/")
-                && !f.starts_with("node_modules/")
-                && f != "logo.png"
-        })
-        .collect();
+    let mut expected = shared_files(&host);
     expected.sort();
     assert_eq!(files(&guest), expected);
     for f in &expected {
@@ -165,19 +171,7 @@ fn share_and_join_a_directory_both_ways() -> anyhow::Result<()> {
     })?;
 
     // Both trees end identical.
-    let synced = |root: &Path| {
-        files(root)
-            .into_iter()
-            .filter(|f| {
-                !f.ends_with(".log")
-                    && !f.starts_with("build/")
-                    && !f.starts_with("target/")
-                    && !f.starts_with("node_modules/")
-                    && f != "logo.png"
-            })
-            .map(|f| (read(root, &f), f))
-            .collect::<Vec<_>>()
-    };
+    let synced = |root: &Path| shared_files(root).into_iter().map(|f| (read(root, &f), f)).collect::<Vec<_>>();
     wait_until("identical trees", T, || synced(&host) == synced(&guest))?;
 
     share.kill();
