@@ -243,7 +243,10 @@ async fn sessions_start_from_templates() -> anyhow::Result<()> {
         }}})
         .to_string(),
     )?;
-    let hub = HubProcess::start_with(&dir.path().join("hub"), &["--templates", &templates.to_string_lossy()])?;
+    let hub = HubProcess::start_with(
+        &dir.path().join("hub"),
+        &["--templates", &templates.to_string_lossy(), "--max-sessions-per-owner", "2"],
+    )?;
     let body = json!({"name": "from a template", "template": "review"}).to_string();
     let (status, created) = http(hub.addr, "POST", "/api/sessions", Some(&hub.admin), &[], Some(&body)).await?;
     assert_eq!(status, 201, "{created}");
@@ -281,6 +284,11 @@ async fn sessions_start_from_templates() -> anyhow::Result<()> {
     assert!(joined.starts_with("joined "), "{joined}");
     assert_eq!(std::fs::read_to_string(guest.join("a.txt"))?, "shared\n");
     assert!(!guest.join("key.secret").exists() && !guest.join("private").exists(), "ignored by the template");
+
+    // Two sessions (the template's and the share's) are this hub's limit.
+    let body = json!({"name": "one too many"}).to_string();
+    let (status, refused) = http(hub.addr, "POST", "/api/sessions", Some(&hub.admin), &[], Some(&body)).await?;
+    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("limit_reached")), "{refused}");
 
     // A broken templates file stops the hub with a clear message.
     std::fs::write(&templates, r#"{"templates": {"bad": {"links": [{"role": "editor", "max_uses": 0}]}}}"#)?;

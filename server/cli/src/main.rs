@@ -239,6 +239,10 @@ struct HubArgs {
     /// POST /api/sessions (and weft share --template) can start from.
     #[arg(long, env = "WEFT_TEMPLATES", value_name = "FILE")]
     templates: Option<PathBuf>,
+    /// Live sessions one owner may hold (sessions are created with the admin
+    /// token, so this caps the hub's sessions).
+    #[arg(long, env = "WEFT_MAX_SESSIONS_PER_OWNER", default_value_t = weft_hub::config::DEFAULT_MAX_SESSIONS_PER_OWNER)]
+    max_sessions_per_owner: usize,
     /// Open WebSocket connections allowed from one IP address.
     #[arg(long, env = "WEFT_MAX_CONNECTIONS_PER_IP", default_value_t = weft_hub::config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     max_connections_per_ip: usize,
@@ -552,6 +556,7 @@ fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         burst_bytes: args.burst_bytes,
     };
     config.max_connections_per_ip = args.max_connections_per_ip;
+    config.max_sessions_per_owner = args.max_sessions_per_owner;
     if let Some(path) = &args.templates {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the session templates {}", path.display()))?;

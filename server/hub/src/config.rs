@@ -89,7 +89,13 @@ pub struct HubConfig {
     pub encrypt_at_rest: Option<PathBuf>,
     /// Session templates by name.
     pub templates: BTreeMap<String, SessionTemplate>,
+    /// Live sessions one owner may hold. Sessions are created with the
+    /// hub's admin token, so today that is the hub's whole count.
+    pub max_sessions_per_owner: usize,
 }
+
+/// Default of [`HubConfig::max_sessions_per_owner`].
+pub const DEFAULT_MAX_SESSIONS_PER_OWNER: usize = 10_000;
 
 /// Default of [`HubConfig::max_frame_bytes`].
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -144,6 +150,7 @@ impl HubConfig {
             auth_backoff_max: DEFAULT_AUTH_BACKOFF_MAX,
             encrypt_at_rest: None,
             templates: BTreeMap::new(),
+            max_sessions_per_owner: DEFAULT_MAX_SESSIONS_PER_OWNER,
         }
     }
 }
@@ -171,6 +178,9 @@ impl HubConfig {
             return Err(
                 "--burst-bytes must hold at least one frame of --max-frame-bytes, --burst-frames at least 1".into()
             );
+        }
+        if self.max_sessions_per_owner == 0 {
+            return Err("--max-sessions-per-owner must be at least 1".into());
         }
         if self.max_connections_per_ip == 0 {
             return Err("--max-connections-per-ip must be at least 1".into());

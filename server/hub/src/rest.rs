@@ -272,6 +272,16 @@ async fn create_session(State(hub): State<Arc<Hub>>, req: Req, body: Bytes) -> R
             }
         }
         let req: CreateSession = parse_body(&body)?;
+        let live = hub.store.sessions().map_err(internal)?.len();
+        if live >= hub.config.max_sessions_per_owner {
+            tracing::warn!(live, "refused a new session over --max-sessions-per-owner");
+            return Err(ApiError::new(
+                ErrorCode::LimitReached,
+                format!(
+                    "this owner already holds {live} sessions, the hub's limit: delete some, or ask the hub operator to raise --max-sessions-per-owner"
+                ),
+            ));
+        }
         let template = match &req.template {
             None => None,
             Some(t) => Some(hub.config.templates.get(t).cloned().ok_or_else(|| {
