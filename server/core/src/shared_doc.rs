@@ -168,7 +168,11 @@ impl SharedDoc {
             return None;
         }
         for client in &live {
-            self.awareness.remove_state(*client);
+            // yrs bumps the state's clock, which a peer may have set to u32::MAX.
+            let awareness = &mut self.awareness;
+            if catch_unwind(AssertUnwindSafe(|| awareness.remove_state(*client))).is_err() {
+                return None;
+            }
         }
         let update = self.awareness.update_with_clients(live).ok()?;
         Some(Message::Awareness(update).encode_v1())
@@ -181,6 +185,10 @@ impl SharedDoc {
     /// failure is reported in [`Handled::error`] next to what the earlier
     /// messages of the buffer already did.
     pub fn handle(&mut self, buf: &[u8], can_write: bool) -> Result<Handled, SyncError> {
+        catch_unwind(AssertUnwindSafe(|| self.handle_unguarded(buf, can_write))).unwrap_or(Err(SyncError::Poisoned))
+    }
+
+    fn handle_unguarded(&mut self, buf: &[u8], can_write: bool) -> Result<Handled, SyncError> {
         let mut out = Handled::default();
         let mut decoder = DecoderV1::new(Cursor::new(buf));
         let mut seen = 0usize;
@@ -247,12 +255,23 @@ impl SharedDoc {
 
     /// Applies a v1 update and returns what it changed (empty if nothing).
     pub fn apply_update(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, SyncError> {
-        let update = Update::decode_v1(bytes).map_err(|e| SyncError::Malformed(format!("update: {e}")))?;
+        let update = match catch_unwind(|| Update::decode_v1(bytes)) {
+            Ok(Ok(update)) => update,
+            Ok(Err(e)) => return Err(SyncError::Malformed(format!("update: {e}"))),
+            Err(_) => return Err(SyncError::Malformed("update: undecodable".into())),
+        };
         let doc = self.awareness.doc();
         let applied = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut();
             let res = txn.apply_update(update);
             txn.commit();
+            drop(txn);
+            // What is left pending must still encode (step 1 answers and
+            // snapshots merge it in).
+            let txn = doc.transact();
+            if txn.has_missing_updates() {
+                txn.encode_state_as_update_v1(&StateVector::default());
+            }
             res
         }));
         match applied {
