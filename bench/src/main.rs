@@ -7,13 +7,20 @@
 //! the same run: throughput (ops/s), keystroke-to-applyEdit latency (p50,
 //! p99, max) at a steady typing rate, and the peak memory of the hub and
 //! both bridges. A run whose editors do not end with identical text fails.
-//! See docs/benchmarks.md for the method and the recorded numbers.
+//!
+//! `weft-bench join` generates a large workspace (5,000 files, 50 MB by
+//! default), shares it on a `weft hub` with `weft share`, joins it with
+//! `weft join` into an empty directory, checks the copy, and reports the
+//! publish and join times, peak memory and CPU time of every process
+//! ([`join`]). See docs/benchmarks.md for the method and the recorded
+//! numbers of both.
 //!
 //! Without `WEFT_BIN`, it first builds `target/release/weft` (`cargo build
 //! --release --bin weft`) and re-runs itself with `WEFT_BIN` pointing at
-//! it, so one `cargo run --release -p weft-bench -- trace-replay` does all.
+//! it, so one `cargo run --release -p weft-bench -- COMMAND` does all.
 
 mod baseline;
+mod join;
 mod procfs;
 mod replay;
 mod report;
@@ -31,8 +38,9 @@ use crate::report::TraceReport;
 use crate::trace::Trace;
 
 const USAGE: &str = "usage: weft-bench trace-replay [options]
+       weft-bench join [options]
 
-Replays editing traces through editor A -> weft lsp -> weft hub -> weft lsp ->
+trace-replay: replays editing traces through editor A -> weft lsp -> weft hub -> weft lsp ->
 applyEdit in editor B, next to raw yrs, and prints markdown tables.
 
 options:
@@ -50,10 +58,29 @@ options:
                   VS Code does), trimmed, merged or full
   --traces DIR    where the traces are (default: ../shared/traces)
 
+join: generates a workspace, shares it on a weft hub (weft share --hub),
+joins it into an empty directory (weft join), checks the copy byte for byte,
+and prints the publish and join times, memory and CPU time as markdown.
+
+options:
+  --files N       synced text files in the workspace (default 5000)
+  --mb M          their total size in MB (default 50)
+  --rounds R      fresh hub, share and join per round (default 3)
+  --quick         --files 500 --mb 5 --rounds 1
+  --timeout S     seconds publishing, and joining, may each take (default 1800)
+  --keep-logs     keep the processes' logs (kept anyway when a round fails)
+
 WEFT_BIN selects the weft binary; without it target/release/weft is built
 and used. WEFT_TEST_LOG sets the processes' log filter (default info).";
 
 const DEFAULT_TRACES: [&str; 3] = ["sequential/seph-blog1", "sequential/rustcode", "sequential/automerge-paper"];
+
+/// A parsed command line.
+#[derive(Debug, Clone)]
+enum Bench {
+    TraceReplay(Options),
+    Join(join::JoinOptions),
+}
 
 /// Parsed `trace-replay` options.
 #[derive(Debug, Clone)]
@@ -81,13 +108,17 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
+fn parse_args(args: &[String]) -> anyhow::Result<Option<Bench>> {
     let mut it = args.iter();
     match it.next().map(String::as_str) {
-        Some("trace-replay") => {}
-        Some("-h" | "--help" | "help") | None => return Ok(None),
+        Some("trace-replay") => Ok(parse_trace_replay(it)?.map(Bench::TraceReplay)),
+        Some("join") => Ok(join::parse_options(it, USAGE)?.map(Bench::Join)),
+        Some("-h" | "--help" | "help") | None => Ok(None),
         Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
+}
+
+fn parse_trace_replay<'a>(mut it: impl Iterator<Item = &'a String>) -> anyhow::Result<Option<Options>> {
     let mut opts = Options {
         traces: Vec::new(),
         limit: None,
@@ -158,7 +189,7 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(opts) = parse_args(&args)? else {
+    let Some(bench) = parse_args(&args)? else {
         println!("{USAGE}");
         return Ok(ExitCode::SUCCESS);
     };
@@ -172,20 +203,28 @@ fn run() -> anyhow::Result<ExitCode> {
         let abs = bin.canonicalize().with_context(|| format!("resolving {}", bin.display()))?;
         return reexec(&args, &abs);
     }
+    match bench {
+        Bench::TraceReplay(opts) => trace_replay(&opts, &bin)?,
+        Bench::Join(opts) => join::run(&opts, &bin)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn trace_replay(opts: &Options, bin: &Path) -> anyhow::Result<()> {
     let work = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let load_before = report::load_average();
     let mut reports = Vec::new();
     for (i, name) in opts.traces.iter().enumerate() {
-        let report = bench_trace(&opts, name, &work.join(format!("{i}")))
+        let report = bench_trace(opts, name, &work.join(format!("{i}")))
             .with_context(|| format!("trace {name} (processes' logs kept in {})", work.display()))?;
         reports.push(report);
     }
-    println!("{}", report::markdown(&opts, &bin, &reports, load_before));
+    println!("{}", report::markdown(opts, bin, &reports, load_before));
     if let Err(err) = std::fs::remove_dir_all(&work) {
         eprintln!("weft-bench: could not remove {}: {err}", work.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn bench_trace(opts: &Options, name: &str, work: &Path) -> anyhow::Result<TraceReport> {
@@ -230,22 +269,32 @@ mod tests {
         s.split_whitespace().map(str::to_owned).collect()
     }
 
+    fn trace_opts(s: &str) -> anyhow::Result<Options> {
+        match parse_args(&args(s))? {
+            Some(Bench::TraceReplay(o)) => Ok(o),
+            other => bail!("not trace-replay options: {other:?}"),
+        }
+    }
+
     #[test]
     fn options_parse() -> anyhow::Result<()> {
-        let o = parse_args(&args("trace-replay --quick --trace sequential/rustcode --rate 100"))?.context("opts")?;
+        let o = trace_opts("trace-replay --quick --trace sequential/rustcode --rate 100")?;
         assert_eq!(
             (o.limit, o.rate, o.traces.as_slice()),
             (Some(2000), 100.0, &["sequential/rustcode".to_owned()][..])
         );
-        let o = parse_args(&args("trace-replay"))?.context("opts")?;
+        let o = trace_opts("trace-replay")?;
         assert_eq!(o.traces.len(), 3);
         assert!(parse_args(&args("--help"))?.is_none());
         assert!(parse_args(&args("trace-replay --limit")).is_err());
         assert!(parse_args(&args("trace-replay --window 0")).is_err());
         assert!(parse_args(&args("replay")).is_err());
-        let o = parse_args(&args("trace-replay --echo trimmed"))?.context("opts")?;
+        let o = trace_opts("trace-replay --echo trimmed")?;
         assert_eq!(o.echo, Echo::Trimmed);
         assert!(parse_args(&args("trace-replay --echo sideways")).is_err());
+        assert!(matches!(parse_args(&args("join --quick"))?, Some(Bench::Join(o)) if o.files == 500));
+        assert!(parse_args(&args("join --help"))?.is_none());
+        assert!(parse_args(&args("join --limit 5")).is_err());
         Ok(())
     }
 

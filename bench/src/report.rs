@@ -58,7 +58,8 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-fn thousands(n: f64) -> String {
+/// `1234567.4` as `1,234,567`.
+pub fn thousands(n: f64) -> String {
     let s = format!("{:.0}", n);
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
