@@ -20,12 +20,16 @@
 //! it, so one `cargo run --release -p weft-bench -- COMMAND` does all.
 
 mod baseline;
+mod compare;
 mod join;
+mod load;
 mod procfs;
 mod replay;
 mod report;
+mod servers;
 mod trace;
 mod typist;
+mod wire;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -39,6 +43,7 @@ use crate::trace::Trace;
 
 const USAGE: &str = "usage: weft-bench trace-replay [options]
        weft-bench join [options]
+       weft-bench compare [options]
 
 trace-replay: replays editing traces through editor A -> weft lsp -> weft hub -> weft lsp ->
 applyEdit in editor B, next to raw yrs, and prints markdown tables.
@@ -70,6 +75,19 @@ options:
   --timeout S     seconds publishing, and joining, may each take (default 1800)
   --keep-logs     keep the processes' logs (kept anyway when a round fails)
 
+compare: weft's hub against y-sweet 0.9.1, @y/websocket-server 0.1.1,
+@hocuspocus/server 4.7.0 and a no-CRDT relay floor, one load generator,
+servers interleaved per round, generator and server on different cores
+(scenarios B1-B6, B8 and a TCP ping-pong floor; see docs/benchmarks.md).
+Install the peers first: bash scripts/bench-peers.
+
+options:
+  --quick         one round, short phases
+  --rounds N      rounds (default 5)
+  --scenario IDS  comma-separated, e.g. B1,B3 (default: all)
+  --servers LIST  comma-separated of weft, y-sweet, y-websocket,
+                  hocuspocus, relay (default: all)
+
 WEFT_BIN selects the weft binary; without it target/release/weft is built
 and used. WEFT_TEST_LOG sets the processes' log filter (default info).";
 
@@ -80,6 +98,7 @@ const DEFAULT_TRACES: [&str; 3] = ["sequential/seph-blog1", "sequential/rustcode
 enum Bench {
     TraceReplay(Options),
     Join(join::JoinOptions),
+    Compare(compare::CompareOptions),
 }
 
 /// Parsed `trace-replay` options.
@@ -113,6 +132,10 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Bench>> {
     match it.next().map(String::as_str) {
         Some("trace-replay") => Ok(parse_trace_replay(it)?.map(Bench::TraceReplay)),
         Some("join") => Ok(join::parse_options(it, USAGE)?.map(Bench::Join)),
+        Some("compare") => {
+            let traces = workspace_root().join("..").join("shared").join("traces");
+            Ok(compare::parse_options(it, USAGE, traces)?.map(Bench::Compare))
+        }
         Some("-h" | "--help" | "help") | None => Ok(None),
         Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
@@ -156,13 +179,13 @@ fn reexec_with_release_weft(args: &[String]) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("weft-bench: building the release weft binary (cargo build --release --bin weft)");
+    eprintln!("weft-bench: building the release weft binaries (cargo build --release --bin weft --bin weft-floor)");
     let status = Command::new(&cargo)
-        .args(["build", "--release", "--bin", "weft"])
+        .args(["build", "--release", "--bin", "weft", "--bin", "weft-floor"])
         .current_dir(&root)
         .status()
         .context("running cargo")?;
-    ensure!(status.success(), "cargo build --release --bin weft failed");
+    ensure!(status.success(), "cargo build --release --bin weft --bin weft-floor failed");
     reexec(args, &target.join("release").join("weft"))
 }
 
@@ -206,6 +229,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match bench {
         Bench::TraceReplay(opts) => trace_replay(&opts, &bin)?,
         Bench::Join(opts) => join::run(&opts, &bin)?,
+        Bench::Compare(opts) => compare::run(&opts, &servers::default_paths(&workspace_root(), &bin))?,
     }
     Ok(ExitCode::SUCCESS)
 }

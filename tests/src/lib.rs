@@ -384,6 +384,21 @@ impl WeftPeer {
         })
     }
 
+    /// Opens a new connection for this peer, keeping its documents (as a
+    /// real client does after the hub went away), and subscribes to every
+    /// document again.
+    pub async fn reconnect(&mut self, base: &str, session: &str, token: &str) -> anyhow::Result<()> {
+        let fresh = WeftPeer::join(base, session, token, self.client_id).await?;
+        self.ws = fresh.ws;
+        self.welcome = fresh.welcome;
+        self.closed = None;
+        let names: Vec<String> = self.docs.keys().cloned().collect();
+        for name in names {
+            self.subscribe(&name).await?;
+        }
+        Ok(())
+    }
+
     /// Sends sync step 1 for `doc` (subscribing to it).
     pub async fn subscribe(&mut self, doc: &str) -> anyhow::Result<()> {
         let sv = self.doc(doc).transact().state_vector();

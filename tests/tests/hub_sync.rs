@@ -180,3 +180,60 @@ async fn awareness_is_relayed_and_cleared_when_a_peer_leaves() -> anyhow::Result
     assert_eq!(c.awareness.len(), seen_by_c, "an unsubscribed peer still receives presence");
     Ok(())
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Decision 0010: the hub relays before the disk sync. If it then loses an
+/// update (here: its data is rolled back to before the update, as a crash
+/// between relay and sync would leave it), a peer that received the update
+/// gives it back at its next sync — even with the author gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_update_the_hub_lost_comes_back_from_a_receiver() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (data, before) = (dir.path().join("data"), dir.path().join("before"));
+    let mut hub = HubProcess::start(&data)?;
+    let (session, owner) = hub.create_session("lost").await?;
+    hub.terminate()?;
+    copy_dir(&data, &before)?;
+
+    let mut hub = HubProcess::start(&data)?;
+    let mut author = WeftPeer::join(&hub.ws_base(), &session, &owner, 31).await?;
+    let mut receiver = WeftPeer::join(&hub.ws_base(), &session, &owner, 32).await?;
+    author.subscribe("doc.txt").await?;
+    receiver.subscribe("doc.txt").await?;
+    author.pump_for(Duration::from_millis(100)).await?;
+    author.insert("doc.txt", 0, "relayed, then lost by the hub").await?;
+    receiver.pump_until("the relayed update", T, |p| p.text("doc.txt") == "relayed, then lost by the hub").await?;
+
+    // The hub dies and comes back without the update; the author is gone.
+    hub.kill9();
+    drop(author);
+    std::fs::remove_dir_all(&data)?;
+    copy_dir(&before, &data)?;
+    let hub = HubProcess::start(&data)?;
+    let mut fresh = WeftPeer::join(&hub.ws_base(), &session, &owner, 33).await?;
+    fresh.subscribe("doc.txt").await?;
+    fresh.pump_for(Duration::from_millis(300)).await?;
+    assert_eq!(fresh.text("doc.txt"), "", "the rolled-back hub does not have the update");
+
+    receiver.reconnect(&hub.ws_base(), &session, &owner).await?;
+    receiver.pump_for(Duration::from_millis(300)).await?;
+    fresh
+        .pump_until("the update, given back by the receiver", T, |p| {
+            p.text("doc.txt") == "relayed, then lost by the hub"
+        })
+        .await?;
+    Ok(())
+}

@@ -79,6 +79,10 @@ pub struct Handled {
 pub struct SharedDoc {
     awareness: Awareness,
     captured: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The step 2 answering an empty state vector (a peer joining with
+    /// nothing): the whole document, encoded once until it changes, so a
+    /// hundred peers joining a large document cost one encoding.
+    full_reply: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for SharedDoc {
@@ -105,7 +109,7 @@ impl SharedDoc {
         if let Err(err) = observed {
             tracing::error!(%err, "could not observe a fresh document");
         }
-        SharedDoc { awareness: Awareness::new(doc), captured }
+        SharedDoc { awareness: Awareness::new(doc), captured, full_reply: None }
     }
 
     /// Rebuilds a document from what storage holds: a snapshot (if any)
@@ -214,6 +218,18 @@ impl SharedDoc {
 
     fn handle_message(&mut self, message: Message, can_write: bool, out: &mut Handled) -> Result<(), SyncError> {
         match message {
+            Message::Sync(SyncMessage::SyncStep1(sv)) if sv.is_empty() => {
+                let reply = match &self.full_reply {
+                    Some(reply) => reply.clone(),
+                    None => {
+                        let diff = self.doc().transact().encode_state_as_update_v1(&sv);
+                        let reply = Message::Sync(SyncMessage::SyncStep2(diff)).encode_v1();
+                        self.full_reply = Some(reply.clone());
+                        reply
+                    }
+                };
+                out.reply.push(reply);
+            }
             Message::Sync(SyncMessage::SyncStep1(sv)) => {
                 let diff = self.doc().transact().encode_state_as_update_v1(&sv);
                 out.reply.push(Message::Sync(SyncMessage::SyncStep2(diff)).encode_v1());
@@ -255,6 +271,9 @@ impl SharedDoc {
 
     /// Applies a v1 update and returns what it changed (empty if nothing).
     pub fn apply_update(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, SyncError> {
+        // Whatever happens below may change the document (or what it keeps
+        // pending, which a full encoding includes).
+        self.full_reply = None;
         let update = match catch_unwind(|| Update::decode_v1(bytes)) {
             Ok(Ok(update)) => update,
             Ok(Err(e)) => return Err(SyncError::Malformed(format!("update: {e}"))),
@@ -351,6 +370,29 @@ mod tests {
         };
         peer.transact_mut().apply_update(Update::decode_v1(&diff).expect("decode")).expect("apply");
         assert_eq!(peer.get_or_insert_text("content").get_string(&peer.transact()), "abc");
+    }
+
+    #[test]
+    fn the_cached_answer_to_an_empty_step1_follows_every_change() {
+        let mut hub = SharedDoc::new(1);
+        let empty_step1 = Message::Sync(SyncMessage::SyncStep1(StateVector::default())).encode_v1();
+        let joined = |hub: &mut SharedDoc| -> String {
+            let out = hub.handle(&empty_step1, false).expect("step1");
+            let mut dec = DecoderV1::new(Cursor::new(&out.reply[0]));
+            let Some(Ok(Message::Sync(SyncMessage::SyncStep2(diff)))) = MessageReader::new(&mut dec).next() else {
+                panic!("expected step 2");
+            };
+            let peer = Doc::with_client_id(9);
+            peer.transact_mut().apply_update(Update::decode_v1(&diff).expect("decode")).expect("apply");
+            peer.get_or_insert_text("content").get_string(&peer.transact())
+        };
+        assert_eq!(joined(&mut hub), "");
+        hub.handle(&update_msg(text_update(7, "abc")), true).expect("apply");
+        assert_eq!(joined(&mut hub), "abc");
+        assert_eq!(joined(&mut hub), "abc", "answered from the cache");
+        hub.handle(&update_msg(text_update(8, "xyz")), true).expect("apply");
+        let text = joined(&mut hub);
+        assert!(text.contains("abc") && text.contains("xyz"), "{text}");
     }
 
     #[test]

@@ -8,10 +8,10 @@
 //! whose queue is full is disconnected with `overloaded` and resyncs
 //! losslessly on reconnect — one slow reader never slows the room.
 //!
-//! Durability: an update is applied in memory, handed to the group-commit
-//! writer, and only once it is on disk relayed to the other peers and
-//! acknowledged to its sender. Completions are processed in submission
-//! order, so acks are cumulative and relays keep their order.
+//! Durability: an update is applied in memory, relayed to the other peers
+//! at once (in arrival order), and handed to the group-commit writer; only
+//! once it is on disk is it acknowledged to its sender. Completions are
+//! processed in submission order, so acks are cumulative (ADR 0010).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -122,7 +122,8 @@ struct Pending {
     id: u64,
     doc: DocId,
     from: PeerId,
-    deltas: Vec<Vec<u8>>,
+    /// Updates in this write (for the metrics).
+    updates: usize,
     ack: Option<u64>,
     result: Option<Result<(), Arc<StoreError>>>,
 }
@@ -487,7 +488,7 @@ impl Room {
         }
     }
 
-    /// Queues `deltas` for the log; relay and ack follow durability.
+    /// Relays `deltas` and queues them for the log; the ack follows durability.
     fn persist(&mut self, from: PeerId, doc: DocId, deltas: Vec<Vec<u8>>, ack: Option<u64>) {
         for update in &deltas {
             if let Some((inserted, deleted)) = weft_core::shared_doc::update_extent(update) {
@@ -496,19 +497,22 @@ impl Room {
                 counts.1 += deleted;
             }
         }
+        // Relayed at once, acknowledged once durable (ADR 0010): a peer that
+        // received an update the hub then lost gives it back on its next
+        // sync, and the sender keeps it until its ack.
+        for delta in &deltas {
+            self.broadcast(&doc, &update_message(delta), Some(from));
+        }
         let id = self.next_pending;
         self.next_pending += 1;
+        let updates = deltas.len();
         let mut ops: Vec<LogOp> = deltas
-            .iter()
-            .map(|update| LogOp::Append {
-                session: self.session.clone(),
-                doc: doc.as_str().to_owned(),
-                update: update.clone(),
-            })
+            .into_iter()
+            .map(|update| LogOp::Append { session: self.session.clone(), doc: doc.as_str().to_owned(), update })
             .collect();
         let has_ops = !ops.is_empty();
         if let Some(entry) = self.docs.get_mut(&doc).filter(|_| has_ops) {
-            entry.log_len += deltas.len();
+            entry.log_len += updates;
             if entry.log_len >= self.hub.config.compact_after {
                 // Everything appended so far is in memory, and the writer is
                 // FIFO, so this snapshot covers every row it replaces.
@@ -524,7 +528,7 @@ impl Room {
             id,
             doc,
             from,
-            deltas,
+            updates,
             ack,
             result: if has_ops { None } else { Some(Ok(())) },
         });
@@ -554,10 +558,7 @@ impl Room {
             let Some(done) = self.pending.pop_front() else { break };
             match done.result {
                 Some(Ok(())) => {
-                    inc(&self.hub.metrics.updates, done.deltas.len() as u64);
-                    for delta in &done.deltas {
-                        self.broadcast(&done.doc, &update_message(delta), Some(done.from));
-                    }
+                    inc(&self.hub.metrics.updates, done.updates as u64);
                     if let Some(seq) = done.ack {
                         self.send(done.from, control(&ServerControl::Ack { seq }));
                     }
