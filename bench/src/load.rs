@@ -147,7 +147,8 @@ impl Conn {
     /// Connects and completes the handshake: the peer is subscribed and has
     /// the document when this returns (y-protocols: our step 1 answered).
     pub async fn open(room: &Room, doc: Option<&Doc>) -> anyhow::Result<(Conn, Vec<u8>)> {
-        let (ws, _) = tokio_tungstenite::connect_async(room.url.as_str())
+        // TCP_NODELAY, as every editor's WebSocket library sets it.
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(room.url.as_str(), None, true)
             .await
             .with_context(|| format!("connecting to {}", room.url.split('?').next().unwrap_or_default()))?;
         let mut conn = Conn { ws, dialect: room.dialect.clone() };

@@ -183,7 +183,7 @@ async fn session(
         return Ended::Untrusted(format!("{err:#}"));
     }
     let connector = Some(tls.ws_connector());
-    let connect = tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector);
+    let connect = tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector);
     let mut ws = match tokio::time::timeout(Duration::from_secs(10), connect).await {
         Ok(Ok((ws, _))) => ws,
         Ok(Err(err)) => {

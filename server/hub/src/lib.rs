@@ -41,7 +41,7 @@ use crate::auth::Authority;
 use crate::metrics::Metrics;
 use crate::room::RoomHandle;
 use crate::store::sqlite::SqliteStore;
-use crate::store::writer::LogWriter;
+use crate::store::writer::{AuditWriter, LogWriter};
 use crate::store::{NewEvent, Store};
 
 /// Shared state of a running hub.
@@ -49,6 +49,7 @@ pub struct Hub {
     pub(crate) config: HubConfig,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) writer: LogWriter,
+    pub(crate) audit_writer: AuditWriter,
     pub(crate) authority: Authority,
     pub(crate) metrics: Metrics,
     pub(crate) rooms: Mutex<HashMap<SessionId, RoomHandle>>,
@@ -134,10 +135,16 @@ impl Hub {
         }
     }
 
+    /// Queues an audit event for the audit writer (for hot paths; written
+    /// within milliseconds, batched with others).
+    pub(crate) fn audit_later(&self, session: Option<&SessionId>, kind: &'static str, detail: serde_json::Value) {
+        self.audit_writer.append(NewEvent { session: session.cloned(), at_ms: now_ms(), kind, detail });
+    }
+
     /// Records a refused attempt on `session` in the audit log.
     pub(crate) fn audit_denied(&self, session: &SessionId, endpoint: &str, code: ErrorCode, reason: &str) {
         let detail = serde_json::json!({"endpoint": endpoint, "code": code, "reason": reason});
-        self.audit(Some(session), "access.denied", detail);
+        self.audit_later(Some(session), "access.denied", detail);
     }
 
     /// The link URL for `token` in `session`.
@@ -303,6 +310,7 @@ pub async fn run(
     };
     let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
     let (writer, writer_thread) = LogWriter::start(Arc::clone(&store)).context("starting the log writer")?;
+    let (audit_writer, audit_thread) = AuditWriter::start(Arc::clone(&store)).context("starting the audit writer")?;
     let scheme = if tls.is_some() { "weft+tls" } else { "weft" };
     let link_base = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{local}"));
     if tls.is_some() && link_base.starts_with("weft://") {
@@ -320,6 +328,7 @@ pub async fn run(
         config,
         store,
         writer,
+        audit_writer,
         metrics: Metrics::default(),
         rooms: Mutex::new(HashMap::new()),
         peers: Mutex::new(HashMap::new()),
@@ -346,15 +355,25 @@ pub async fn run(
     };
     // Peers' addresses (ConnectInfo) feed the per-IP limits.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    use axum::serve::ListenerExt as _;
     let served = match tls {
         Some(config) => {
-            use axum::serve::ListenerExt as _;
             // The no-op `tap_io` gives this listener axum's ConnectInfo
             // implementation for any listener's address.
             let listener = tls::TlsListener::new(listener, config).tap_io(|_| {});
             axum::serve(listener, app).with_graceful_shutdown(graceful).await
         }
-        None => axum::serve(listener, app).with_graceful_shutdown(graceful).await,
+        None => {
+            // Editing frames are tens of bytes: without TCP_NODELAY, Nagle's
+            // algorithm holds each one until the previous is acknowledged,
+            // which with delayed ACKs adds up to ~40 ms to a relay.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%err, "could not set TCP_NODELAY");
+                }
+            });
+            axum::serve(listener, app).with_graceful_shutdown(graceful).await
+        }
     };
     served.context("serving HTTP")?;
 
@@ -365,8 +384,17 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(hub);
-    let joined =
-        tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(move || writer_thread.join())).await;
+    let joined = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || {
+            let log = writer_thread.join();
+            if audit_thread.join().is_err() {
+                tracing::error!("the audit writer failed while stopping");
+            }
+            log
+        }),
+    )
+    .await;
     match joined {
         Ok(Ok(Ok(()))) => tracing::info!("hub stopped"),
         Ok(_) => tracing::error!("the log writer failed while stopping"),

@@ -337,8 +337,7 @@ impl Room {
             let detail = serde_json::json!({
                 "peer": peer, "name": name, "from_ms": self.bucket_start, "to_ms": now, "files": files,
             });
-            let (hub, session) = (Arc::clone(&self.hub), self.session.clone());
-            tokio::task::spawn_blocking(move || hub.audit(Some(&session), "edits.summary", detail));
+            self.hub.audit_later(Some(&self.session), "edits.summary", detail);
         }
     }
 

@@ -120,6 +120,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends an audit event; returns its id (the cursor).
     fn append_event(&self, event: &NewEvent) -> StoreResult<i64>;
+
+    /// Appends audit events in order, in one write where the store can.
+    fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
+        for event in events {
+            self.append_event(event)?;
+        }
+        Ok(())
+    }
     /// Events of `session` with id > `after`, oldest first, at most `limit`.
     fn events(&self, session: &SessionId, after: i64, limit: usize) -> StoreResult<Vec<AuditEvent>>;
 

@@ -120,6 +120,10 @@ impl TlsListener {
             return;
         }
         let acceptor = self.acceptor.clone();
+        // Small frames go out at once (see `run`'s plain listener).
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
         self.handshakes.spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => Some((tls, peer)),

@@ -367,8 +367,7 @@ async fn serve_peer(hub: Arc<Hub>, mut socket: WebSocket, setup: PeerSetup) {
 }
 
 fn audit_async(hub: &Arc<Hub>, session: &SessionId, kind: &'static str, detail: serde_json::Value) {
-    let (hub, session) = (Arc::clone(hub), session.clone());
-    tokio::task::spawn_blocking(move || hub.audit(Some(&session), kind, detail));
+    hub.audit_later(Some(session), kind, detail);
 }
 
 async fn join_room(

@@ -425,6 +425,21 @@ impl Store for SqliteStore {
         Ok(conn.last_insert_rowid())
     }
 
+    fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
+        let mut conn = self.meta()?;
+        let txn = conn.transaction()?;
+        {
+            let mut stmt =
+                txn.prepare_cached("INSERT INTO events (session_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
+            for event in events {
+                let session = event.session.as_ref().map(|s| s.0.as_str());
+                stmt.execute(params![session, event.at_ms, event.kind, event.detail.to_string()])?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     fn events(&self, session: &SessionId, after: i64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let conn = self.meta()?;
         let mut stmt = conn.prepare(
