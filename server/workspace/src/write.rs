@@ -59,9 +59,33 @@ pub fn through_symlink(root: &Path, doc: &DocId) -> bool {
     false
 }
 
-/// Writes `bytes` to `doc` under `root` atomically, creating directories
-/// as needed, with the executable bit set as asked (unix).
+/// How far a write must reach before [`write_file`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The content and the rename are `fsync`ed (the file, then its
+    /// directory): the file survives a crash as written. Shared files.
+    Synced,
+    /// Atomic for readers (temp file + rename), but left to the page cache:
+    /// a crash may lose the write. For files that only help, such as the
+    /// mirror's `.weft/base` copies, which are rewritten at the next sync.
+    Cached,
+}
+
+/// Writes `bytes` to `doc` under `root` atomically and durably, creating
+/// directories as needed, with the executable bit set as asked (unix).
 pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) -> Result<Written, WriteError> {
+    write_file(root, doc, bytes, executable, Durability::Synced)
+}
+
+/// [`write_atomic`] with the durability chosen by the caller: readers see
+/// the old file or the new one either way.
+pub fn write_file(
+    root: &Path,
+    doc: &DocId,
+    bytes: &[u8],
+    executable: bool,
+    durability: Durability,
+) -> Result<Written, WriteError> {
     let target = path_of(root, doc);
     // Refuse if any existing component below the root is a symlink.
     let mut at = root.to_path_buf();
@@ -79,18 +103,20 @@ pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) ->
     let seq = TEMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let temp = dir.join(format!("{TEMP_MARK}{}-{seq}.tmp", std::process::id()));
     let written = (|| {
-        // `create_new`: never follow or reuse something planted at the temp name.
-        let _ = std::fs::remove_file(&temp);
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut file = create_temp(&temp)?;
         file.write_all(bytes)?;
         set_executable(&file, executable)?;
-        file.sync_all()?;
+        if durability == Durability::Synced {
+            file.sync_all()?;
+        }
         // Read before the rename, from the file itself: a write by anyone
         // else after the rename must not be mistaken for ours.
         let meta = file.metadata()?;
         std::fs::rename(&temp, &target)?;
-        // The rename itself is durable once the directory is synced.
-        std::fs::File::open(dir)?.sync_all()?;
+        if durability == Durability::Synced {
+            // The rename itself is durable once the directory is synced.
+            std::fs::File::open(dir)?.sync_all()?;
+        }
         Ok::<_, std::io::Error>(meta)
     })();
     match written {
@@ -99,6 +125,21 @@ pub fn write_atomic(root: &Path, doc: &DocId, bytes: &[u8], executable: bool) ->
             let _ = std::fs::remove_file(&temp);
             Err(WriteError::Io { path: target, source })
         }
+    }
+}
+
+/// Creates the temp file `temp` with `create_new`, so nothing planted at
+/// that name is ever followed or reused. The name is unique to this
+/// process and write, so it exists only if a crashed process with the same
+/// id left it behind: then (and only then) it is removed and created again.
+fn create_temp(temp: &Path) -> std::io::Result<std::fs::File> {
+    let open = || std::fs::OpenOptions::new().write(true).create_new(true).open(temp);
+    match open() {
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(temp)?;
+            open()
+        }
+        other => other,
     }
 }
 
@@ -162,6 +203,21 @@ mod tests {
         let doc = DocId::new("file-link").expect("id");
         assert!(write_atomic(dir.path(), &doc, b"x", false).is_err());
         assert!(!outside.path().join("f").exists());
+    }
+
+    #[test]
+    fn a_stale_temp_file_is_replaced_and_cached_writes_land() {
+        let dir = tempfile::tempdir().expect("tmp");
+        // Left behind by a crashed process that had this one's id.
+        let stale = dir.path().join(format!("{TEMP_MARK}{}-0.tmp", std::process::id()));
+        std::fs::write(&stale, b"stale").expect("plant");
+        let mut file = create_temp(&stale).expect("create over a stale temp file");
+        file.write_all(b"new").expect("write");
+        drop(file);
+        assert_eq!(std::fs::read(&stale).expect("read"), b"new");
+        let doc = DocId::new("b/a.txt").expect("id");
+        let path = write_file(dir.path(), &doc, b"one", false, Durability::Cached).expect("write").path;
+        assert_eq!(std::fs::read(&path).expect("read"), b"one");
     }
 
     #[test]
