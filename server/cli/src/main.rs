@@ -222,6 +222,9 @@ struct HubArgs {
     /// Logged updates per document before a snapshot replaces the log.
     #[arg(long, env = "WEFT_COMPACT_AFTER", default_value_t = weft_hub::config::DEFAULT_COMPACT_AFTER)]
     compact_after: usize,
+    /// Frames queued for one peer before it is disconnected as overloaded.
+    #[arg(long, env = "WEFT_PEER_QUEUE", default_value_t = weft_hub::config::DEFAULT_PEER_QUEUE)]
+    peer_queue: usize,
     /// Sustained frames a second one peer may send (it is slowed above it, never cut off).
     #[arg(long, env = "WEFT_RATE_FRAMES", default_value_t = weft_hub::config::DEFAULT_RATE_FRAMES)]
     rate_frames: f64,
@@ -549,6 +552,7 @@ fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     config.max_frame_bytes = args.max_frame_bytes;
     config.max_docs_per_session = args.max_docs_per_session;
     config.compact_after = args.compact_after;
+    config.peer_queue = args.peer_queue;
     config.rate = weft_hub::limits::RateLimit {
         frames_per_s: args.rate_frames,
         burst_frames: args.burst_frames,

@@ -103,6 +103,8 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_DOCS_PER_SESSION: usize = 20_000;
 /// Default of [`HubConfig::compact_after`].
 pub const DEFAULT_COMPACT_AFTER: usize = 500;
+/// Default of [`HubConfig::peer_queue`].
+pub const DEFAULT_PEER_QUEUE: usize = 4096;
 /// Default sustained frames a second per peer (a fast typist sends tens,
 /// presence about 30; a reconnect's resync sends two per document, which
 /// the burst absorbs).
@@ -134,7 +136,7 @@ impl HubConfig {
             insecure: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_docs_per_session: DEFAULT_MAX_DOCS_PER_SESSION,
-            peer_queue: 4096,
+            peer_queue: DEFAULT_PEER_QUEUE,
             compact_after: DEFAULT_COMPACT_AFTER,
             unload_after: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(90),
@@ -168,7 +170,7 @@ impl HubConfig {
             return Err("--compact-after must be at least 1".into());
         }
         if self.peer_queue == 0 {
-            return Err("the peer queue must hold at least 1 frame".into());
+            return Err("--peer-queue must be at least 1".into());
         }
         let rate = &self.rate;
         if !(rate.frames_per_s > 0.0 && rate.bytes_per_s > 0.0) {
