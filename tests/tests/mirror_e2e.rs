@@ -4,6 +4,7 @@
 //! home, binary files and symlinks are not synced, and plain file writes
 //! on either side reach the other.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -209,6 +210,171 @@ fn a_restarted_joiner_merges_what_changed_on_both_sides_while_it_was_down() -> a
         read(&guest, "notes.md").as_deref() == Some(merged) && read(&host, "notes.md").as_deref() == Some(merged)
     })?;
     assert_eq!(read(&guest, "other.txt").as_deref(), Some("untouched\n"));
+    share.kill();
+    join.kill();
+    Ok(())
+}
+
+/// A hub that answers subscriptions only in batches, so the test sees how
+/// many a joiner leaves unanswered at once: never more than the mirror's
+/// window (256), however many files the tree has. An error about a file
+/// answers its subscription too (the window does not shrink). Before the
+/// window, a joiner sent a step 1 for every file at once, and a real hub
+/// disconnected it as overloaded when its answers filled the peer's queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joiner_never_leaves_more_than_a_window_of_subscriptions_unanswered() -> anyhow::Result<()> {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    use weft_protocol::control::SessionInfo;
+    use weft_protocol::{DocId, ErrorCode, PeerId, Role, ServerControl, SessionId, frame};
+    use yrs::updates::encoder::Encode as _;
+    use yrs::{Any, Doc, Map as _, ReadTxn as _, StateVector, Text as _, Transact as _};
+
+    const FILES: usize = 1_024;
+    const WINDOW: usize = 256;
+    let sync = |msg: yrs::sync::SyncMessage| yrs::sync::Message::Sync(msg).encode_v1();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let dir = tempfile::tempdir()?;
+    let guest = dir.path().join("guest");
+    let link = format!("weft://{}/s/fake#token", listener.local_addr()?);
+    let _join = WeftProcess::spawn(&["join", &link, &guest.to_string_lossy()], &[], &dir.path().join("join.stderr"))?;
+    let (tcp, _) = tokio::time::timeout(T, listener.accept()).await??;
+    let mut ws = tokio_tungstenite::accept_async(tcp).await?;
+    let auth = tokio::time::timeout(T, ws.next()).await?;
+    anyhow::ensure!(matches!(auth, Some(Ok(Ws::Text(_)))), "expected the auth frame, got {auth:?}");
+    let welcome = ServerControl::Welcome {
+        peer: PeerId(1),
+        role: Role::Editor,
+        session: SessionInfo { id: SessionId("fake".into()), name: "fake".into() },
+        protocol: weft_protocol::PROTOCOL_VERSION,
+        max_frame_bytes: 16 * 1024 * 1024,
+    };
+    ws.send(Ws::Text(serde_json::to_string(&welcome)?.into())).await?;
+
+    let session = Doc::new();
+    {
+        let files = session.get_or_insert_map("files");
+        let mut txn = session.transact_mut();
+        for i in 0..FILES {
+            let entry = std::collections::HashMap::from([
+                ("kind".to_owned(), Any::from("text")),
+                ("size".to_owned(), Any::from(8.0)),
+                ("exec".to_owned(), Any::from(false)),
+            ]);
+            files.insert(&mut txn, format!("f{i}.txt"), Any::from(entry));
+        }
+    }
+    // Our step 1 for `_session` after a batch of frames is a marker: the
+    // mirror handles frames in order, so when its step 2 for `_session`
+    // arrives, it has handled the batch and sent every step 1 it would.
+    let marker = |session: &Doc| {
+        let step1 = sync(yrs::sync::SyncMessage::SyncStep1(session.transact().state_vector()));
+        Ws::Binary(frame::join(&DocId::session(), &step1).into())
+    };
+    let (mut requested, mut unanswered, mut refused) = (HashSet::new(), Vec::<DocId>::new(), None);
+    loop {
+        // Every answer frees a place in the window, an error included.
+        let expected = WINDOW.min(FILES - (requested.len() - unanswered.len()));
+        let what = format!("{} of {FILES} subscriptions, {} unanswered", requested.len(), unanswered.len());
+        let next = tokio::time::timeout(T, ws.next()).await.map_err(|_| anyhow::anyhow!("stalled at {what}"))?;
+        let Some(Ok(Ws::Binary(bytes))) = next else { continue };
+        let (doc, message) = frame::split(&bytes)?;
+        match (doc.is_session_doc(), frame::message_kind(message)) {
+            (true, Some(frame::MessageKind::SyncStep1)) => {
+                let update = session.transact().encode_state_as_update_v1(&StateVector::default());
+                let step2 = sync(yrs::sync::SyncMessage::SyncStep2(update));
+                ws.feed(Ws::Binary(frame::join(&doc, &step2).into())).await?;
+                ws.send(marker(&session)).await?;
+                continue;
+            }
+            (true, Some(frame::MessageKind::SyncStep2)) => {}
+            (false, Some(frame::MessageKind::SyncStep1)) => {
+                anyhow::ensure!(requested.insert(doc.clone()), "{doc} was subscribed to twice");
+                unanswered.push(doc);
+                continue;
+            }
+            _ => continue,
+        }
+        // The marker's answer: the window is as full as it can be.
+        anyhow::ensure!(
+            unanswered.len() == expected,
+            "the joiner left {} subscriptions unanswered at once, expected {expected} ({what})",
+            unanswered.len()
+        );
+        if unanswered.is_empty() {
+            break;
+        }
+        // Answer the whole window, one file with an error, then mark.
+        for doc in unanswered.drain(..) {
+            if refused.is_none() {
+                let error = ServerControl::Error {
+                    code: ErrorCode::Internal,
+                    message: "the stored document is damaged".into(),
+                    doc: Some(doc.clone()),
+                };
+                ws.feed(Ws::Text(serde_json::to_string(&error)?.into())).await?;
+                refused = Some(doc);
+                continue;
+            }
+            let file = Doc::new();
+            file.get_or_insert_text("content").insert(&mut file.transact_mut(), 0, &format!("{doc}\n"));
+            let update = file.transact().encode_state_as_update_v1(&StateVector::default());
+            ws.feed(Ws::Binary(frame::join(&doc, &sync(yrs::sync::SyncMessage::SyncStep2(update))).into())).await?;
+            let step1 = sync(yrs::sync::SyncMessage::SyncStep1(file.transact().state_vector()));
+            ws.feed(Ws::Binary(frame::join(&doc, &step1).into())).await?;
+        }
+        ws.send(marker(&session)).await?;
+    }
+    anyhow::ensure!(requested.len() == FILES, "only {} of {FILES} files were subscribed to", requested.len());
+    let refused = refused.map(|d| d.to_string()).unwrap_or_default();
+    wait_until("every answered file on disk", T, || {
+        (0..FILES).all(|i| {
+            let name = format!("f{i}.txt");
+            name == refused || read(&guest, &name).as_deref() == Some(format!("{name}\n").as_str())
+        })
+    })?;
+    Ok(())
+}
+
+/// The same against a real hub whose per-peer queue (`--peer-queue`)
+/// holds the answers of the mirror's window (256 files, two frames each,
+/// and the acks of the replies) but not those of a tree of 1,200 files:
+/// share and join end with no peer disconnected as overloaded. (How close
+/// an unpaced burst comes to the limit depends on timing; the test above
+/// checks the window itself.)
+#[test]
+fn a_tree_larger_than_the_hubs_peer_queue_is_shared_and_joined_without_overload() -> anyhow::Result<()> {
+    const FILES: usize = 1_200;
+    let dir = tempfile::tempdir()?;
+    let (host, guest) = (dir.path().join("host"), dir.path().join("guest"));
+    for i in 0..FILES {
+        put(&host, &format!("d{}/f{i}.txt", i % 23), format!("file {i:>5}\n").repeat(100).as_bytes())?;
+    }
+    let hub = HubProcess::start_with(&dir.path().join("hub"), &["--peer-queue", "1024"])?;
+    let mut share = WeftProcess::spawn(
+        &["share", &host.to_string_lossy(), "--hub", &hub.ws_base()],
+        &[("WEFT_HUB_TOKEN", &hub.admin)],
+        &dir.path().join("share.stderr"),
+    )?;
+    let link = share.next_line(T)?.strip_prefix("editor: ").unwrap_or_default().to_owned();
+    let mut join =
+        WeftProcess::spawn(&["join", &link, &guest.to_string_lossy()], &[], &dir.path().join("join.stderr"))?;
+    let joined = join.next_line(T)?;
+    assert!(joined.starts_with("joined "), "{joined}");
+    assert_eq!(files(&guest), files(&host));
+    for i in [0, FILES / 2, FILES - 1] {
+        let rel = format!("d{}/f{i}.txt", i % 23);
+        assert_eq!(read(&guest, &rel), read(&host, &rel), "{rel}");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (_, metrics) = runtime.block_on(weft_tests::http(hub.addr, "GET", "/metrics", None, &[], None))?;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    let overloaded = metrics.lines().find_map(|l| l.strip_prefix("weft_peers_overloaded_total "));
+    assert_eq!(overloaded.map(str::trim), Some("0"), "peers were disconnected as overloaded:\n{metrics}");
+    for (who, process) in [("share", &share), ("join", &join)] {
+        let stderr = process.stderr();
+        assert!(!stderr.contains("offline"), "{who} lost its connection:\n{stderr}");
+    }
     share.kill();
     join.kill();
     Ok(())

@@ -21,7 +21,7 @@
 //! synced content kept under `.weft/base`. See
 //! docs/decisions/0007-workspace-mirror.md for the rules and limits.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -39,10 +39,10 @@ use yrs::sync::{Message, MessageReader, SyncMessage};
 use yrs::types::ToJson;
 use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
-use yrs::{Any, Doc, Map, MapRef, Origin, ReadTxn, Transact, Update};
+use yrs::{Any, Doc, Map, MapRef, Observable, Origin, ReadTxn, Transact, Update};
 
 use crate::scan::{EntryKind, ScanOptions, path_of, scan_new};
-use crate::write::write_atomic;
+use crate::write::{Durability, write_atomic, write_file};
 
 const LOCAL: &str = "weft-local";
 /// How often the disk is checked for changes.
@@ -55,6 +55,15 @@ const RESCAN_EVERY: u32 = 10;
 const SWEEP_EVERY: u32 = 40;
 /// How often, at most, progress is reported while the tree is transferred.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// Files whose subscription (our step 1) may wait for the hub's answer at
+/// once. The hub answers each with at least two frames (its step 2 and its
+/// step 1) into a per-peer queue it bounds (4,096 frames by default) and
+/// disconnects a peer whose queue overflows, so thousands of step 1s sent
+/// at once get this side disconnected, again at every reconnect.
+const SUBSCRIBE_WINDOW: usize = 256;
+/// A subscription the hub has not answered after this long frees its place
+/// in the window (and is sent again, once, if the file never synced).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which side of a session this mirror is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +140,10 @@ struct SessionDoc {
     /// the deleter had not seen) wins over the delete.
     deleted: MapRef,
     outbox: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Paths whose `files` entry was added, changed or removed since the
+    /// last [`SessionDoc::take_changed`], by any transaction (local or
+    /// remote): what the mirror has to look at again.
+    changed: Arc<Mutex<HashSet<String>>>,
     synced: bool,
 }
 
@@ -151,7 +164,19 @@ impl SessionDoc {
         if let Err(err) = observed {
             tracing::error!(%err, "cannot observe the session doc");
         }
-        SessionDoc { doc, files, deleted, outbox, synced: false }
+        let changed = Arc::new(Mutex::new(HashSet::new()));
+        let sink = Arc::clone(&changed);
+        files.observe(LOCAL, move |txn, event: &yrs::types::map::MapEvent| {
+            if let Ok(mut out) = sink.lock() {
+                out.extend(event.keys(txn).keys().map(|key| key.to_string()));
+            }
+        });
+        SessionDoc { doc, files, deleted, outbox, changed, synced: false }
+    }
+
+    /// The paths whose entry changed since the last call.
+    fn take_changed(&self) -> HashSet<String> {
+        self.changed.lock().map(|mut set| std::mem::take(&mut *set)).unwrap_or_default()
     }
 
     fn step1(&self) -> Vec<u8> {
@@ -184,21 +209,14 @@ impl SessionDoc {
         self.outbox.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
     }
 
-    /// The tree as published: path → (kind, executable).
-    fn tree(&self) -> BTreeMap<String, (String, bool)> {
+    /// The published entry of `path`: (kind, executable), `None` if the
+    /// tree does not list it (or lists something that is not an entry).
+    fn entry(&self, path: &str) -> Option<(String, bool)> {
         let txn = self.doc.transact();
-        let mut out = BTreeMap::new();
-        for (path, value) in self.files.iter(&txn) {
-            if let Any::Map(entry) = value.to_json(&txn) {
-                let kind = match entry.get("kind") {
-                    Some(Any::String(k)) => k.to_string(),
-                    _ => continue,
-                };
-                let exec = matches!(entry.get("exec"), Some(Any::Bool(true)));
-                out.insert(path.to_owned(), (kind, exec));
-            }
-        }
-        out
+        let Any::Map(entry) = self.files.get(&txn, path)?.to_json(&txn) else { return None };
+        let Some(Any::String(kind)) = entry.get("kind") else { return None };
+        let exec = matches!(entry.get("exec"), Some(Any::Bool(true)));
+        Some((kind.to_string(), exec))
     }
 
     /// Takes `path` out of the tree; `seen`: the state vector of its doc
@@ -255,6 +273,11 @@ struct FileState {
     exec: bool,
     /// Guest: written (or deliberately kept) after the first sync.
     materialised: bool,
+    /// Guest: materialised, but the file does not exist here yet. The
+    /// replica's first edit creates it with the shared text (an empty
+    /// shared file is created by the flush), so a joined file is written
+    /// once.
+    absent: bool,
     /// The local file's difference from the shared text is not a conflict
     /// to keep apart: it was merged three-way with its saved base (after a
     /// restart), or an editor just released it (the shared text wins).
@@ -280,6 +303,20 @@ pub struct Mirror {
     held: HashSet<DocId>,
     /// Files whose replica may have output since the last flush.
     dirty: HashSet<DocId>,
+    /// Subscription pacing (see [`SUBSCRIBE_WINDOW`]): files whose step 1
+    /// is still to be sent on this connection, in order (an entry counts
+    /// only while its id is in `queued`)...
+    sync_queue: VecDeque<DocId>,
+    queued: HashSet<DocId>,
+    /// ...and files whose step 1 was sent and not answered yet (by the
+    /// hub's step 2 or step 1, or an error about the file), with when it
+    /// was sent: the window.
+    in_flight: HashMap<DocId, Instant>,
+    /// Files whose step 1 was sent and the hub's step 1 has not come yet
+    /// (nor an error), with when: their own updates are held back, since
+    /// the step 2 that answers the hub's step 1 carries them; so they are
+    /// uploaded once.
+    awaiting_step1: HashMap<DocId, Instant>,
     /// The last progress reported, and when.
     progress: Option<((usize, usize), Instant)>,
     /// The file watcher (`None`: polling), its events, and the directories
@@ -402,6 +439,10 @@ impl Mirror {
             acked: 0,
             held: HashSet::new(),
             dirty: HashSet::new(),
+            sync_queue: VecDeque::new(),
+            queued: HashSet::new(),
+            in_flight: HashMap::new(),
+            awaiting_step1: HashMap::new(),
             progress: None,
             watcher,
             fs_events,
@@ -424,13 +465,12 @@ impl Mirror {
         if self.role == Some(Role::Viewer) {
             return Ok(());
         }
-        let known = self.session.tree();
         // Paths the session already has (including local files kept apart
         // after a conflict) are never re-published, nor read again.
         // Directories are listed anyway (no read), so one that came back is
         // watched again.
         let is_known = |doc: &DocId| {
-            known.get(doc.as_str()).is_some_and(|(kind, _)| kind != "dir") || self.files.contains_key(doc)
+            self.files.contains_key(doc) || self.session.entry(doc.as_str()).is_some_and(|(kind, _)| kind != "dir")
         };
         let options = ScanOptions { ignore: self.config.ignore.clone(), ..ScanOptions::default() };
         let entries = scan_new(&self.config.root, &options, &is_known)
@@ -457,6 +497,7 @@ impl Mirror {
                         stamp: stamp(&file),
                         exec: entry.executable,
                         materialised: true,
+                        absent: false,
                         merged: false,
                     };
                     self.files.insert(entry.path.clone(), state);
@@ -468,7 +509,7 @@ impl Mirror {
                     self.session.publish(&path, "unsynced", entry.size, entry.executable, Some(note));
                 }
                 EntryKind::Dir => {
-                    if !known.contains_key(&path) {
+                    if self.session.entry(&path).is_none() {
                         self.session.publish(&path, "dir", 0, false, None);
                     }
                     self.watch_dir(&path_of(&self.config.root, &entry.path));
@@ -502,8 +543,11 @@ impl Mirror {
         }
     }
 
+    /// Keeps `text` as the last synced content of `doc`. Atomic, not
+    /// `fsync`ed: a base only helps a restarted joiner merge, and the next
+    /// sync of the file writes it again.
     fn save_base(&self, doc: &DocId, text: &str) {
-        if let Err(err) = write_atomic(&self.base_dir(), doc, text.as_bytes(), false) {
+        if let Err(err) = write_file(&self.base_dir(), doc, text.as_bytes(), false, Durability::Cached) {
             tracing::warn!(%err, %doc, "cannot save the synced base of a file");
         }
     }
@@ -515,9 +559,80 @@ impl Mirror {
         self.link.send(frame::join(doc, message));
     }
 
+    /// Sends `updates` of `doc` as update messages.
+    fn send_updates(&mut self, doc: &DocId, updates: Vec<Vec<u8>>) {
+        for update in updates {
+            self.send(doc, &weft_core::shared_doc::update_message(&update));
+        }
+    }
+
+    /// Subscribes to `doc` on this connection: its step 1 is queued and
+    /// sent as soon as the window has room ([`Mirror::pump_subscriptions`]).
     fn sync_file(&mut self, doc: &DocId) {
-        if let Some(step1) = self.files.get(doc).map(|s| s.replica.step1()) {
-            self.send(doc, &step1);
+        if self.connected && !self.in_flight.contains_key(doc) && self.queued.insert(doc.clone()) {
+            self.sync_queue.push_back(doc.clone());
+        }
+    }
+
+    /// Sends queued step 1s while fewer than [`SUBSCRIBE_WINDOW`] files
+    /// wait for the hub's answer.
+    fn pump_subscriptions(&mut self) {
+        while self.connected && self.in_flight.len() < SUBSCRIBE_WINDOW {
+            let Some(doc) = self.sync_queue.pop_front() else { break };
+            if !self.queued.remove(&doc) {
+                continue;
+            }
+            let Some(step1) = self.files.get(&doc).map(|s| s.replica.step1()) else { continue };
+            self.in_flight.insert(doc.clone(), Instant::now());
+            self.awaiting_step1.insert(doc.clone(), Instant::now());
+            self.send(&doc, &step1);
+        }
+    }
+
+    /// `doc` is no longer subscribed on this side (given up, deleted, held
+    /// by an editor): it leaves the queue and the window.
+    fn forget_subscription(&mut self, doc: &DocId) {
+        self.queued.remove(doc);
+        self.in_flight.remove(doc);
+        self.awaiting_step1.remove(doc);
+    }
+
+    /// Forgets every subscription (a new connection starts from none).
+    fn reset_subscriptions(&mut self) {
+        self.sync_queue.clear();
+        self.queued.clear();
+        self.in_flight.clear();
+        self.awaiting_step1.clear();
+    }
+
+    /// Frees the window's places of subscriptions the hub has not answered
+    /// in [`ANSWER_TIMEOUT`], so no answer that never comes stalls the rest.
+    fn expire_subscriptions(&mut self) {
+        let late: Vec<DocId> = self
+            .in_flight
+            .iter()
+            .filter(|(_, sent)| sent.elapsed() >= ANSWER_TIMEOUT)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for doc in late {
+            self.in_flight.remove(&doc);
+            let synced = self.files.get(&doc).is_none_or(|s| s.replica.is_synced());
+            tracing::warn!(%doc, synced, "the hub did not answer a subscription in time");
+            if !synced {
+                self.awaiting_step1.remove(&doc);
+                self.sync_file(&doc);
+            }
+        }
+        // Updates held for a step 1 that does not come go out as they are.
+        let unheard: Vec<DocId> = self
+            .awaiting_step1
+            .iter()
+            .filter(|(_, sent)| sent.elapsed() >= ANSWER_TIMEOUT)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for doc in unheard {
+            self.awaiting_step1.remove(&doc);
+            self.dirty.insert(doc);
         }
     }
 
@@ -541,6 +656,8 @@ impl Mirror {
                         report(MirrorEvent::Connected(role));
                         let step1 = self.session.step1();
                         self.send(&DocId::session(), &step1);
+                        // Every file subscribes again, paced by the window.
+                        self.reset_subscriptions();
                         let docs: Vec<DocId> = self.files.keys().cloned().collect();
                         for doc in &docs {
                             self.sync_file(doc);
@@ -549,6 +666,7 @@ impl Mirror {
                     Ok(HubEvent::Frame(bytes)) => self.on_frame(&bytes, &report),
                     Ok(HubEvent::Disconnected { reason }) => {
                         self.connected = false;
+                        self.reset_subscriptions();
                         report(MirrorEvent::Offline(reason));
                     }
                     Ok(HubEvent::Refused { code, message }) => {
@@ -567,6 +685,14 @@ impl Mirror {
                     }
                     Ok(HubEvent::Control(weft_protocol::ServerControl::Error { code, message, doc })) => {
                         tracing::warn!(?code, ?doc, "the hub refused a message: {message}");
+                        // An error about a file answers its subscription:
+                        // no step 1 will follow, so nothing is held back.
+                        if let Some(doc) = doc
+                            && (self.in_flight.contains_key(&doc) || self.awaiting_step1.contains_key(&doc))
+                        {
+                            self.forget_subscription(&doc);
+                            self.dirty.insert(doc);
+                        }
                     }
                     Ok(HubEvent::Control(_)) => {}
                     Err(_) => break,
@@ -574,6 +700,7 @@ impl Mirror {
                 recv(self.fs_events) -> ev => if let Ok(ev) = ev { self.on_fs_event(ev) },
                 recv(tick) -> _ => self.on_tick(),
             }
+            self.pump_subscriptions();
             self.flush();
             for event in std::mem::take(&mut self.pending_reports) {
                 report(event);
@@ -592,7 +719,7 @@ impl Mirror {
         if !self.connected || !self.session.synced {
             return;
         }
-        let in_place = |f: &FileState| f.materialised && f.replica.is_settled();
+        let in_place = |f: &FileState| f.materialised && !f.absent && f.replica.is_settled();
         let durable = self.acked >= self.sent_updates;
         if durable && self.files.values().all(in_place) {
             self.ready = true;
@@ -631,6 +758,7 @@ impl Mirror {
                 self.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc: doc.clone() });
             }
         }
+        self.forget_subscription(&doc);
         self.dirty.remove(&doc);
         self.held.insert(doc);
     }
@@ -644,7 +772,7 @@ impl Mirror {
             // `adopt_tree` picks it up with the tree.
             return;
         }
-        let Some((kind, exec)) = self.session.tree().remove(doc.as_str()) else { return };
+        let Some((kind, exec)) = self.session.entry(doc.as_str()) else { return };
         if kind == "text" {
             self.adopt_file(doc, exec, true);
         }
@@ -664,20 +792,53 @@ impl Mirror {
         }
         let Some(state) = self.files.get_mut(&doc) else { return };
         self.dirty.insert(doc.clone());
+        // The hub's step 1 answers our subscription. The step 2 that
+        // answers it carries everything the hub lacks, so the updates held
+        // back until now are not sent again (unless no step 2 goes out).
+        let kind = frame::message_kind(message);
+        if matches!(kind, Some(frame::MessageKind::SyncStep1 | frame::MessageKind::SyncStep2)) {
+            self.in_flight.remove(&doc);
+        }
+        let answer = kind == Some(frame::MessageKind::SyncStep1) && self.awaiting_step1.remove(&doc).is_some();
+        let held = if answer { state.replica.take_updates() } else { Vec::new() };
         match state.replica.handle_sync(message) {
-            Ok(replies) => replies.iter().for_each(|r| self.send(&doc, r)),
-            Err(err) => tracing::warn!(%err, %doc, "ignored a file message"),
+            Ok(replies) if !replies.is_empty() => replies.iter().for_each(|r| self.send(&doc, r)),
+            Ok(_) => self.send_updates(&doc, held),
+            Err(err) => {
+                tracing::warn!(%err, %doc, "ignored a file message");
+                self.send_updates(&doc, held);
+            }
         }
         self.materialise(&doc, report);
     }
 
-    /// Creates local state for every shared text file in the tree that is
-    /// new here, and removes local files whose path left the tree.
+    /// Applies what changed in the tree since the last call: creates local
+    /// state for shared text files (and directories) new here, and removes
+    /// local files whose path left the tree. Only the paths whose entry
+    /// changed are looked at, so a `_session` frame costs what it changed,
+    /// not the size of the tree.
     fn adopt_tree(&mut self) {
-        let tree = self.session.tree();
-        let gone: Vec<DocId> = self.files.keys().filter(|d| !tree.contains_key(d.as_str())).cloned().collect();
+        let mut changed: Vec<(String, Option<(String, bool)>)> = self
+            .session
+            .take_changed()
+            .into_iter()
+            .map(|path| {
+                let entry = self.session.entry(&path);
+                (path, entry)
+            })
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        // Parents before children, as in a walk of the tree.
+        changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let read_only = self.role == Some(Role::Viewer);
-        for doc in gone {
+        for (path, _) in changed.iter().filter(|(_, entry)| entry.is_none()) {
+            let Ok(doc) = DocId::new(path.as_str()) else { continue };
+            self.apart.remove(&doc);
+            if !self.files.contains_key(&doc) {
+                continue;
+            }
             // An edit the deleting side had not seen (typed here, or that
             // reached us, concurrently with the delete) wins: the path
             // goes back into the tree with all the text.
@@ -691,6 +852,12 @@ impl Mirror {
                 continue;
             }
             let Some(state) = self.files.remove(&doc) else { continue };
+            // Unsubscribed, so a file that comes back at this path is a new
+            // subscription, which the hub answers with its step 1.
+            self.forget_subscription(&doc);
+            if self.connected {
+                self.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc: doc.clone() });
+            }
             let path = path_of(&self.config.root, &doc);
             // Only a file nobody changed locally since the last sync is
             // deleted; otherwise it stays on disk (and will be re-shared).
@@ -701,8 +868,8 @@ impl Mirror {
                 self.forget_base(&doc);
             }
         }
-        self.apart.retain(|d| tree.contains_key(d.as_str()));
-        for (path, (kind, exec)) in tree {
+        for (path, entry) in changed {
+            let Some((kind, exec)) = entry else { continue };
             let Ok(doc) = DocId::new(path) else { continue };
             if doc.is_session_doc() || self.apart.contains(&doc) {
                 continue;
@@ -780,6 +947,7 @@ impl Mirror {
             stamp: stamp(&file),
             exec,
             materialised: false,
+            absent: false,
             merged,
         };
         self.files.insert(doc.clone(), state);
@@ -791,7 +959,8 @@ impl Mirror {
     /// Guest: after a file's first sync, decides whether it goes on disk:
     /// a local file that differs from the shared one is kept (and not
     /// synced) unless told to overwrite. The content itself is written by
-    /// the replica's first edit, in [`Mirror::flush`].
+    /// the replica's first edit, in [`Mirror::flush`], which also creates a
+    /// missing file: each joined file is written once, with its content.
     fn materialise(&mut self, doc: &DocId, report: &impl Fn(MirrorEvent)) {
         let root = self.config.root.clone();
         let overwrite = self.config.overwrite;
@@ -820,15 +989,9 @@ impl Mirror {
             }
             return;
         }
-        // Create it now (empty), so even an empty shared file exists; the
-        // replica's first edit (in `flush`) fills it.
-        match write_atomic(&root, doc, state.disk.as_bytes(), state.exec) {
-            Ok(written) => state.stamp = written.stamp,
-            Err(err) => return self.give_up(doc, err.to_string()),
-        }
-        let text = state.disk.clone();
-        self.save_base(doc, &text);
-        self.watch_parents(doc);
+        // Missing here: the replica's first edit (in `flush`) creates it
+        // with the shared text, or the flush creates it empty.
+        state.absent = true;
     }
 
     /// Stops syncing `doc` on this side because it cannot be written here;
@@ -837,6 +1000,7 @@ impl Mirror {
         tracing::warn!(%doc, %reason, "a shared file cannot be written here; it is not synced on this side");
         self.files.remove(doc);
         self.dirty.remove(doc);
+        self.forget_subscription(doc);
         self.apart.insert(doc.clone());
         if self.connected {
             self.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc: doc.clone() });
@@ -933,6 +1097,7 @@ impl Mirror {
 
     fn on_tick(&mut self) {
         self.ticks = self.ticks.wrapping_add(1);
+        self.expire_subscriptions();
         let watching = self.watcher.is_some();
         let sweep = !watching || self.ticks.is_multiple_of(SWEEP_EVERY);
         let rescan = if watching { self.rescan_due || sweep } else { self.ticks.is_multiple_of(RESCAN_EVERY) };
@@ -1003,6 +1168,7 @@ impl Mirror {
                 let seen = state.replica.doc().transact().state_vector();
                 self.session.unpublish(doc.as_str(), Some(&seen));
                 self.forget_base(&doc);
+                self.forget_subscription(&doc);
                 if self.connected {
                     self.link.send_control(&weft_protocol::ClientControl::Unsubscribe { doc });
                 }
@@ -1023,6 +1189,11 @@ impl Mirror {
         for doc in docs {
             self.write_pending_edit(&root, &doc);
             // Updates last: writing the edit may have picked up a disk change.
+            // While the hub has not answered the file's subscription they
+            // wait: the step 2 answering the hub's step 1 carries them.
+            if self.connected && self.awaiting_step1.contains_key(&doc) {
+                continue;
+            }
             let Some(state) = self.files.get_mut(&doc) else { continue };
             for update in state.replica.take_updates() {
                 out.push((doc.clone(), weft_core::shared_doc::update_message(&update)));
@@ -1048,7 +1219,21 @@ impl Mirror {
         if !state.materialised {
             return;
         }
-        let Some(edit) = state.replica.poll_edit() else { return };
+        let Some(edit) = state.replica.poll_edit() else {
+            // An empty shared file: no edit will ever create it.
+            if state.absent && state.replica.is_settled() && state.disk.is_empty() {
+                match write_atomic(root, doc, b"", state.exec) {
+                    Ok(written) => {
+                        state.stamp = written.stamp;
+                        state.absent = false;
+                        self.save_base(doc, "");
+                        self.watch_parents(doc);
+                    }
+                    Err(err) => self.give_up(doc, err.to_string()),
+                }
+            }
+            return;
+        };
         let path = path_of(root, doc);
         let on_disk = read_regular(&path);
         if on_disk.is_none() && state.stamp.is_some() {
@@ -1089,8 +1274,12 @@ impl Mirror {
                 }
                 state.disk = new_text;
                 state.stamp = written.stamp;
+                let created = std::mem::take(&mut state.absent);
                 let text = state.disk.clone();
                 self.save_base(doc, &text);
+                if created {
+                    self.watch_parents(doc);
+                }
             }
             Err(err) => {
                 let _ = state.replica.edit_answered(edit.id, false);
