@@ -94,6 +94,8 @@ struct Measured {
     connect_kib: i64,
     /// B6: times to synced, ms, sorted.
     joins_ms: Vec<f64>,
+    /// Deliveries while `cpu` was counted (warm-up included).
+    all_delivered: u64,
     error: Option<String>,
 }
 
@@ -105,6 +107,7 @@ impl Measured {
             peak_kib: 0,
             connect_kib: 0,
             joins_ms: Vec::new(),
+            all_delivered: 0,
             error: Some(err),
         }
     }
@@ -126,6 +129,10 @@ fn plan_for(id: &str, quick: bool, rooms: Vec<servers::Room>) -> Plan {
         "B5" => (3, 1, steady(2.0), Traffic::Keystrokes),
         _ => (20, 20, steady(30.0), Traffic::Cursors), // B8
     };
+    // A first second at the first rate warms connections and caches up; it
+    // is dropped from the results (see `fan_out`).
+    let mut phases = phases;
+    phases.insert(0, Phase { rate: phases[0].rate, duration: Duration::from_secs(1) });
     Plan {
         rooms,
         peers_per_room: peers,
@@ -228,7 +235,11 @@ async fn fan_out(id: &str, server: &Server, quick: bool) -> anyhow::Result<Measu
     })
     .await?;
     let (connected_rss, connected_cpu) = outcome.1;
-    let outcome = outcome.0;
+    let mut outcome = outcome.0;
+    let all_delivered = total_delivered(&outcome);
+    // The warm-up phase is not reported.
+    outcome.phases.remove(0);
+    outcome.aborted_in = outcome.aborted_in.map(|a| a.saturating_sub(1));
     let cpu = server.cpu().saturating_sub(connected_cpu.max(cpu_before));
     let (_, peak) = server.rss_kib();
     Ok(Measured {
@@ -237,6 +248,7 @@ async fn fan_out(id: &str, server: &Server, quick: bool) -> anyhow::Result<Measu
         peak_kib: peak,
         connect_kib: connected_rss as i64 - rss_before as i64,
         joins_ms: Vec::new(),
+        all_delivered,
         error: None,
     })
 }
@@ -333,6 +345,7 @@ async fn joins(server: &Server, seed: &Seed, quick: bool) -> anyhow::Result<Meas
         peak_kib: peak,
         connect_kib: rss as i64 - rss_before as i64,
         joins_ms,
+        all_delivered: 0,
         error: None,
     })
 }
@@ -436,6 +449,23 @@ fn brief(id: &str, m: &Measured) -> String {
         return format!("joins p50 {:?} ms p99 {:?} ms", p(0.5), p(0.99));
     }
     let Some(o) = &m.outcome else { return "no outcome".into() };
+    if id == "B3" {
+        let steps: Vec<String> = o
+            .phases
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:.0}/s: {}/{} p50 {:.2} p99 {:.2}",
+                    p.expected as f64 / p.duration.as_secs_f64(),
+                    p.delivered,
+                    p.expected,
+                    p.percentile_ms(0.5),
+                    p.percentile_ms(0.99)
+                )
+            })
+            .collect();
+        return format!("sustained {:.0}/s; aborted in {:?}; steps: {}", sustained(o), o.aborted_in, steps.join(" | "));
+    }
     let last = o.phases.iter().rfind(|p| p.delivered > 0);
     format!(
         "connected in {:.1} s; delivered {}/{} p50 {:.2} ms p99 {:.2} ms sustained {:.0}/s cpu {:.2} s converged {:?}",
@@ -511,8 +541,7 @@ fn table(id: &str, results: &BTreeMap<Kind, Vec<Measured>>) -> String {
                 ph.delivered as f64 / ph.duration.as_secs_f64()
             })
             .collect();
-        let cpu: Vec<f64> =
-            ok.iter().map(|(m, o)| m.cpu.as_secs_f64() * 1e6 / total_delivered(o).max(1) as f64).collect();
+        let cpu: Vec<f64> = ok.iter().map(|(m, _)| m.cpu.as_secs_f64() * 1e6 / m.all_delivered.max(1) as f64).collect();
         let conns = |o: &Outcome| -> f64 {
             let _ = o;
             (rooms_for(id) * plan_peers(id)) as f64

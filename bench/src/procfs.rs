@@ -128,7 +128,14 @@ mod tests {
     #[test]
     fn a_child_is_found_by_its_arguments() -> anyhow::Result<()> {
         let mut child = std::process::Command::new("sleep").arg("7.25").spawn()?;
-        let found = child_pid(&["sleep", "7.25"]);
+        // Right after the fork, the child still shows this test's command
+        // line until it has exec'd `sleep`.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut found = child_pid(&["sleep", "7.25"]);
+        while found.is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            found = child_pid(&["sleep", "7.25"]);
+        }
         child.kill()?;
         child.wait()?;
         assert_eq!(found?, child.id());
