@@ -7,7 +7,8 @@
 //! many sessions, B3 the B2 shape ramped ×1.5 per step until p99 passes
 //! 10 ms or a delivery is lost (the highest sustained step is the
 //! headline), B4 one session of 200 peers, B5 memory of idle documents and
-//! connections (then a writer per session), B6 100 peers joining a large
+//! connections (then a writer per session), B10K 10,000 connections (2,500
+//! sessions of 4, a writer each at 1 keystroke/s), B6 100 peers joining a large
 //! document at once, B8 cursor (awareness) traffic, and the TCP ping-pong
 //! floor. A run that loses a delivery or does not converge is reported as
 //! a failure, however fast.
@@ -42,7 +43,7 @@ pub struct CompareOptions {
     pub traces_dir: std::path::PathBuf,
 }
 
-pub const SCENARIOS: [&str; 8] = ["B1", "B2", "B3", "B4", "B5", "B6", "B8", "TCP"];
+pub const SCENARIOS: [&str; 9] = ["B1", "B2", "B3", "B4", "B5", "B10K", "B6", "B8", "TCP"];
 
 pub fn parse_options<'a>(
     mut it: impl Iterator<Item = &'a String>,
@@ -114,19 +115,20 @@ impl Measured {
 }
 
 fn ladder(quick: bool) -> Vec<Phase> {
-    let (steps, secs) = if quick { (6, 2) } else { (9, 4) };
+    let (steps, secs) = if quick { (6, 2) } else { (8, 3) };
     (0..steps).map(|i| Phase { rate: 10.0 * 1.5f64.powi(i), duration: Duration::from_secs(secs) }).collect()
 }
 
 /// The plan of a fan-out scenario on `rooms`.
 fn plan_for(id: &str, quick: bool, rooms: Vec<servers::Room>) -> Plan {
-    let secs = if quick { 3 } else { 10 };
+    let secs = if quick { 3 } else { 5 };
     let steady = |rate: f64| vec![Phase { rate, duration: Duration::from_secs(secs) }];
     let (peers, writers, phases, traffic) = match id {
         "B1" | "B2" => (10, 1, steady(10.0), Traffic::Keystrokes),
         "B3" => (10, 1, ladder(quick), Traffic::Keystrokes),
         "B4" => (200, 5, steady(20.0), Traffic::Keystrokes),
         "B5" => (3, 1, steady(2.0), Traffic::Keystrokes),
+        "B10K" => (4, 1, steady(1.0), Traffic::Keystrokes),
         _ => (20, 20, steady(30.0), Traffic::Cursors), // B8
     };
     // A first second at the first rate warms connections and caches up; it
@@ -149,6 +151,7 @@ fn rooms_for(id: &str) -> usize {
         "B1" => 50,
         "B2" | "B3" => 200,
         "B5" => 1000,
+        "B10K" => 2500,
         _ => 1,
     }
 }
@@ -579,6 +582,7 @@ fn plan_peers(id: &str) -> usize {
     match id {
         "B4" => 200,
         "B5" => 3,
+        "B10K" => 4,
         "B8" => 20,
         _ => 10,
     }

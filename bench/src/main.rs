@@ -78,7 +78,7 @@ options:
 compare: weft's hub against y-sweet 0.9.1, @y/websocket-server 0.1.1,
 @hocuspocus/server 4.7.0 and a no-CRDT relay floor, one load generator,
 servers interleaved per round, generator and server on different cores
-(scenarios B1-B6, B8 and a TCP ping-pong floor; see docs/benchmarks.md).
+(scenarios B1-B6, B8, B10K and a TCP ping-pong floor; docs/benchmarks.md).
 Install the peers first: bash scripts/bench-peers.
 
 options:
