@@ -86,7 +86,8 @@ options:
   --rounds N      rounds (default 5)
   --scenario IDS  comma-separated, e.g. B1,B3 (default: all)
   --servers LIST  comma-separated of weft, y-sweet, y-websocket,
-                  hocuspocus, relay (default: all)
+                  hocuspocus, relay (default: all), and weft-baseline:
+                  the weft binary WEFT_BASELINE_BIN (before/after numbers)
 
 WEFT_BIN selects the weft binary; without it target/release/weft is built
 and used. WEFT_TEST_LOG sets the processes' log filter (default info).";

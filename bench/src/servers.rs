@@ -19,6 +19,9 @@ use crate::procfs;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Weft,
+    /// Another `weft` binary (`WEFT_BASELINE_BIN`), e.g. an older commit,
+    /// for before/after numbers in the same run.
+    WeftBaseline,
     YSweet,
     YWebsocket,
     Hocuspocus,
@@ -31,6 +34,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Weft => "weft",
+            Kind::WeftBaseline => "weft (baseline)",
             Kind::YSweet => "y-sweet",
             Kind::YWebsocket => "y-websocket",
             Kind::Hocuspocus => "hocuspocus",
@@ -41,6 +45,7 @@ impl Kind {
     pub fn parse(s: &str) -> anyhow::Result<Kind> {
         Ok(match s {
             "weft" => Kind::Weft,
+            "weft-baseline" => Kind::WeftBaseline,
             "y-sweet" | "ysweet" => Kind::YSweet,
             "y-websocket" | "ywebsocket" => Kind::YWebsocket,
             "hocuspocus" => Kind::Hocuspocus,
@@ -73,6 +78,7 @@ pub struct Room {
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub weft: PathBuf,
+    pub weft_baseline: Option<PathBuf>,
     pub floor: PathBuf,
     pub peers: PathBuf,
     pub y_sweet: PathBuf,
@@ -85,6 +91,10 @@ impl Paths {
         for kind in kinds {
             let (path, how) = match kind {
                 Kind::Weft => (self.weft.clone(), "cargo build --release --bin weft"),
+                Kind::WeftBaseline => match &self.weft_baseline {
+                    Some(path) => (path.clone(), "point WEFT_BASELINE_BIN at a weft binary"),
+                    None => bail!("--servers weft-baseline needs WEFT_BASELINE_BIN (another weft binary)"),
+                },
                 Kind::Relay => (self.floor.clone(), "cargo build --release -p weft-bench --bin weft-floor"),
                 Kind::YSweet => (self.y_sweet.clone(), "bash scripts/bench-peers"),
                 Kind::YWebsocket | Kind::Hocuspocus => (self.peers.join("node_modules"), "bash scripts/bench-peers"),
@@ -121,10 +131,10 @@ impl Server {
         let mut cmd = Command::new("taskset");
         cmd.arg("-c").arg(core.to_string());
         match kind {
-            Kind::Weft => {
-                cmd.arg(&paths.weft)
-                    .args(["hub", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-                    .arg(dir.join("data"));
+            Kind::Weft | Kind::WeftBaseline => {
+                let bin =
+                    if kind == Kind::Weft { &paths.weft } else { paths.weft_baseline.as_ref().unwrap_or(&paths.weft) };
+                cmd.arg(bin).args(["hub", "--listen", &format!("127.0.0.1:{port}"), "--data"]).arg(dir.join("data"));
                 // Scenarios open thousands of sockets from one address.
                 cmd.args(["--max-connections-per-ip", "100000"]);
                 cmd.env("WEFT_LOG", "warn").env_remove("WEFT_ADMIN_TOKEN");
@@ -186,7 +196,7 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        if kind == Kind::Weft {
+        if matches!(kind, Kind::Weft | Kind::WeftBaseline) {
             let token = server.dir.join("data").join("admin.token");
             server.admin = std::fs::read_to_string(&token).context("reading admin.token")?.trim().to_owned();
         }
@@ -204,7 +214,7 @@ impl Server {
         for i in 0..n {
             let name = format!("{tag}-{i}");
             let room = match self.kind {
-                Kind::Weft => {
+                Kind::Weft | Kind::WeftBaseline => {
                     let body = serde_json::json!({ "name": name }).to_string();
                     let (status, created) =
                         weft_tests::http(self.addr, "POST", "/api/sessions", Some(&self.admin), &[], Some(&body))
@@ -269,6 +279,7 @@ pub fn default_paths(root: &Path, weft: &Path) -> Paths {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     Paths {
         weft: weft.to_owned(),
+        weft_baseline: std::env::var_os("WEFT_BASELINE_BIN").map(PathBuf::from),
         floor: target.join("release").join("weft-floor"),
         peers: root.join("bench").join("peers"),
         y_sweet: target.join("peers").join("bin").join("y-sweet"),
