@@ -176,13 +176,19 @@ impl Server {
             Server { kind, child, pid, addr: SocketAddr::from(([127, 0, 0, 1], port)), admin: String::new(), dir };
         // Ready: weft and the floor print a line; the others are polled.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut printed = false;
         loop {
             while let Ok(line) = rx.try_recv() {
                 if let Some(addr) = line.trim().strip_prefix("weft hub listening on http://") {
                     server.addr = addr.parse().with_context(|| format!("address in {line:?}"))?;
+                    printed = true;
                 }
             }
-            if std::net::TcpStream::connect(server.addr).is_ok() {
+            // A weft hub binds its port before it writes its admin token:
+            // it is ready once it printed its address line.
+            let weft = matches!(kind, Kind::Weft | Kind::WeftBaseline);
+            let token_ready = !weft || server.dir.join("data").join("admin.token").exists() && printed;
+            if token_ready && std::net::TcpStream::connect(server.addr).is_ok() {
                 break;
             }
             if let Ok(Some(status)) = server.child.try_wait() {
