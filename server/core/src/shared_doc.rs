@@ -271,14 +271,19 @@ impl SharedDoc {
 
     /// Applies a v1 update and returns what it changed (empty if nothing).
     pub fn apply_update(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, SyncError> {
-        // Whatever happens below may change the document (or what it keeps
-        // pending, which a full encoding includes).
-        self.full_reply = None;
         let update = match catch_unwind(|| Update::decode_v1(bytes)) {
             Ok(Ok(update)) => update,
             Ok(Err(e)) => return Err(SyncError::Malformed(format!("update: {e}"))),
             Err(_) => return Err(SyncError::Malformed("update: undecodable".into())),
         };
+        if update.is_empty() {
+            // Every joining peer answers the hub's step 1 with an empty step
+            // 2: it changes nothing, and must not cost the cache.
+            return Ok(Vec::new());
+        }
+        // Whatever happens below may change the document (or what it keeps
+        // pending, which a full encoding includes).
+        self.full_reply = None;
         let doc = self.awareness.doc();
         let applied = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut();
