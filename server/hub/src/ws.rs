@@ -139,8 +139,11 @@ async fn fail(socket: &mut WebSocket, code: ErrorCode, message: &str) {
 }
 
 /// Looks up a live session and resolves the caller's access to it (argon2
-/// runs here, so this is called on the blocking pool). Denials of an
-/// existing session are audited.
+/// runs here when a password is given, so then this is called on the
+/// blocking pool). Denials of an existing session are audited. `client`
+/// is counted against a link with a maximum of uses unless `count_use` is
+/// false (the caller then does it).
+#[allow(clippy::too_many_arguments)]
 fn authorize(
     hub: &Hub,
     session: &str,
@@ -149,6 +152,7 @@ fn authorize(
     endpoint: &str,
     ip: Option<IpAddr>,
     client: Option<&str>,
+    count_use: bool,
 ) -> Result<(SessionRecord, Access), Denied> {
     if !SessionId::is_well_formed(session) {
         return Err(Denied::new(ErrorCode::NotFound, "no such session"));
@@ -166,7 +170,7 @@ fn authorize(
         .authority
         .principal(token, now_s(), ip)
         .and_then(|principal| hub.authority.access(&principal, &record, password, ip))
-        .and_then(|access| use_link(hub, &access, client).map(|()| access));
+        .and_then(|access| if count_use { use_link(hub, &access, client).map(|()| access) } else { Ok(access) });
     if let Err(denied) = &result {
         hub.audit_denied(&id, endpoint, denied.code, &denied.message);
     }
@@ -208,9 +212,22 @@ async fn authorize_async(
     ip: Option<IpAddr>,
     client: Option<String>,
 ) -> Result<(SessionRecord, Access), Denied> {
+    if password.is_none() {
+        // The common case runs inline: without a password nothing hashes,
+        // the lookups use the store's read connection (which never waits
+        // for a disk sync), and refusals are audited through the audit
+        // writer. A hop to the blocking pool per join was most of the time
+        // a hundred peers joining at once waited (B6 in docs/benchmarks.md).
+        // Counting a use of a limited link writes, so that goes below.
+        match authorize(hub, &session, token.as_deref(), None, endpoint, ip, client.as_deref(), false) {
+            Ok((record, access)) if access.max_uses.is_none() => return Ok((record, access)),
+            Ok(_) => {}
+            Err(denied) => return Err(denied),
+        }
+    }
     let hub = Arc::clone(hub);
     tokio::task::spawn_blocking(move || {
-        authorize(&hub, &session, token.as_deref(), password.as_deref(), endpoint, ip, client.as_deref())
+        authorize(&hub, &session, token.as_deref(), password.as_deref(), endpoint, ip, client.as_deref(), true)
     })
     .await
     .unwrap_or_else(|_| Err(Denied::new(ErrorCode::Internal, "authorization failed unexpectedly; try again")))

@@ -89,6 +89,9 @@ const ENCRYPTION_XCHACHA: &[u8] = b"xchacha20poly1305";
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     meta: Mutex<Connection>,
+    /// Read-only lookups on hot paths (a joining peer's session and link):
+    /// in WAL mode a reader never waits for the writers' disk syncs.
+    reader: Mutex<Connection>,
     log: Mutex<Connection>,
     /// Seals document records when the database is encrypted at rest.
     sealer: Option<Sealer>,
@@ -129,13 +132,19 @@ impl SqliteStore {
             }
         }
         let log = open(path)?;
+        let reader = open(path)?;
+        reader.pragma_update(None, "query_only", "ON")?;
         // Last, so that nothing can fail after a new database is marked.
         check_encryption(&mut meta, path, sealer.as_ref())?;
-        Ok(SqliteStore { meta: Mutex::new(meta), log: Mutex::new(log), sealer })
+        Ok(SqliteStore { meta: Mutex::new(meta), reader: Mutex::new(reader), log: Mutex::new(log), sealer })
     }
 
     fn meta(&self) -> StoreResult<std::sync::MutexGuard<'_, Connection>> {
         self.meta.lock().map_err(|_| StoreError::Backend("metadata connection poisoned".into()))
+    }
+
+    fn reader(&self) -> StoreResult<std::sync::MutexGuard<'_, Connection>> {
+        self.reader.lock().map_err(|_| StoreError::Backend("read connection poisoned".into()))
     }
 
     fn log(&self) -> StoreResult<std::sync::MutexGuard<'_, Connection>> {
@@ -309,7 +318,7 @@ impl Store for SqliteStore {
     }
 
     fn session(&self, id: &SessionId) -> StoreResult<Option<SessionRecord>> {
-        let conn = self.meta()?;
+        let conn = self.reader()?;
         Ok(conn
             .query_row(
                 "SELECT id, name, public, created_at FROM sessions WHERE id = ?1 AND deleted_at IS NULL",
@@ -361,7 +370,7 @@ impl Store for SqliteStore {
     }
 
     fn link_by_token_hash(&self, hash: &[u8]) -> StoreResult<Option<LinkRecord>> {
-        let conn = self.meta()?;
+        let conn = self.reader()?;
         let found = conn
             .query_row(&format!("SELECT {LINK_COLUMNS} FROM links WHERE token_hash = ?1"), [hash], row_to_link)
             .optional()?;
