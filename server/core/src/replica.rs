@@ -658,6 +658,7 @@ impl Replica {
             .into_iter()
             .filter(|(s, e, text)| self.shadow.slice(*s..*e) != text.as_str())
             .map(|(s, e, text)| {
+                let (s, e, text) = widen_past_crlf(&self.shadow, s, e, text);
                 (positions::to_pos(&self.shadow, s, self.enc), positions::to_pos(&self.shadow, e, self.enc), text)
             })
             .collect();
@@ -814,4 +815,24 @@ fn invert(change: &ChangeSet, base: &Rope) -> ChangeSet {
         }
     }
     inv
+}
+
+/// An edit of `rope`'s chars `s..e` by `text`, widened so that neither end
+/// falls between the `\r` and the `\n` of a line break: LSP cannot name
+/// that place (a position past a line's content is clamped to its end, so
+/// the editor would apply the edit one char early). The widened edit takes
+/// the whole pair and puts back the part it did not mean to change, so it
+/// produces the same text.
+fn widen_past_crlf(rope: &Rope, mut s: usize, mut e: usize, text: String) -> (usize, usize, String) {
+    let inside = |i: usize| i > 0 && i < rope.len_chars() && rope.char(i - 1) == '\r' && rope.char(i) == '\n';
+    let mut text = text;
+    if inside(s) {
+        s -= 1;
+        text.insert(0, '\r');
+    }
+    if inside(e) {
+        e += 1;
+        text.push('\n');
+    }
+    (s, e, text)
 }

@@ -237,8 +237,11 @@ impl SharedDoc {
             Message::Sync(SyncMessage::SyncStep2(bytes) | SyncMessage::Update(bytes)) => {
                 out.update_messages += 1;
                 if can_write {
-                    let deltas = self.apply_update(&bytes)?;
+                    let (deltas, stopped) = self.apply_update_partly(&bytes)?;
                     out.deltas.extend(deltas);
+                    if let Some(err) = stopped {
+                        return Err(err);
+                    }
                 } else if self.would_change(&bytes)? {
                     out.refused_write = true;
                 }
@@ -271,6 +274,20 @@ impl SharedDoc {
 
     /// Applies a v1 update and returns what it changed (empty if nothing).
     pub fn apply_update(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, SyncError> {
+        match self.apply_update_partly(bytes)? {
+            (deltas, None) => Ok(deltas),
+            (_, Some(err)) => Err(err),
+        }
+    }
+
+    /// Applies a v1 update and returns what it changed, and the error that
+    /// stopped it, if any: yrs may integrate part of an update before it
+    /// finds a bad block, and what it integrated is in the document, so it
+    /// must be persisted and relayed like any change (the `frame` fuzz
+    /// target found updates whose integrated part was dropped, leaving the
+    /// live document ahead of its log). `Err` only for an undecodable
+    /// update (nothing applied) or a poisoned document.
+    fn apply_update_partly(&mut self, bytes: &[u8]) -> Result<(Vec<Vec<u8>>, Option<SyncError>), SyncError> {
         let update = match catch_unwind(|| Update::decode_v1(bytes)) {
             Ok(Ok(update)) => update,
             Ok(Err(e)) => return Err(SyncError::Malformed(format!("update: {e}"))),
@@ -279,7 +296,7 @@ impl SharedDoc {
         if update.is_empty() {
             // Every joining peer answers the hub's step 1 with an empty step
             // 2: it changes nothing, and must not cost the cache.
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         // Whatever happens below may change the document (or what it keeps
         // pending, which a full encoding includes).
@@ -299,11 +316,8 @@ impl SharedDoc {
             res
         }));
         match applied {
-            Ok(Ok(())) => Ok(self.take_captured()),
-            Ok(Err(e)) => {
-                self.take_captured();
-                Err(SyncError::BadUpdate(e.to_string()))
-            }
+            Ok(Ok(())) => Ok((self.take_captured(), None)),
+            Ok(Err(e)) => Ok((self.take_captured(), Some(SyncError::BadUpdate(e.to_string())))),
             Err(_) => Err(SyncError::Poisoned),
         }
     }
@@ -398,6 +412,29 @@ mod tests {
         hub.handle(&update_msg(text_update(8, "xyz")), true).expect("apply");
         let text = joined(&mut hub);
         assert!(text.contains("abc") && text.contains("xyz"), "{text}");
+    }
+
+    /// Found by the `frame` fuzz target: yrs integrates the first blocks of
+    /// this update, then refuses a block whose parent is not a shared type.
+    /// What it integrated must come out as deltas (persisted and relayed),
+    /// or the live document runs ahead of its log.
+    #[test]
+    fn a_partly_applied_update_still_yields_what_it_changed() {
+        let data: Vec<u8> = vec![
+            11, 115, 114, 99, 47, 109, 97, 105, 110, 46, 114, 115, 0, 2, 91, 1, 4, 7, 0, 4, 1, 7, 99, 111, 110, 116,
+            101, 110, 116, 2, 102, 110, 132, 7, 1, 41, 32, 109, 97, 105, 110, 40, 66, 41, 32, 123, 10, 32, 32, 32, 32,
+            112, 114, 105, 110, 116, 108, 110, 33, 40, 34, 104, 195, 169, 108, 108, 111, 32, 240, 159, 140, 141, 34,
+            41, 59, 10, 125, 1, 70, 7, 0, 4, 98, 111, 108, 0, 0, 0, 100, 4, 116, 114, 117, 101, 198, 7, 1, 46, 2, 4,
+            98, 111, 108, 100, 4, 110, 117, 108, 108, 0,
+        ];
+        let (_doc, message) = weft_protocol::frame::split(&data).expect("a framed message");
+        let mut live = SharedDoc::new(1);
+        let handled = live.handle(message, true).expect("not poisoned");
+        assert!(handled.error.is_some(), "the bad block is reported");
+        assert!(!handled.deltas.is_empty(), "what was integrated is a delta");
+        let (restored, skipped) = SharedDoc::restore(2, None, handled.deltas.iter().map(Vec::as_slice)).expect("loads");
+        assert_eq!(skipped, 0);
+        assert_eq!(restored.doc().transact().state_vector(), live.doc().transact().state_vector());
     }
 
     #[test]
