@@ -10,6 +10,17 @@
 //! Bad positions are clamped, as the LSP specification asks: a `character`
 //! past the end of its line means the line's end, a line past the end of
 //! the document means its end. The caller learns that it was clamped.
+//!
+//! The place between the `\r` and the `\n` of a line break has no position:
+//! `\r\n` is one line break, and a position past a line's content is
+//! clamped to its end, before the `\r` (VS Code's `validatePosition` does
+//! the same, and its cursor cannot stand inside the pair). So [`to_pos`]
+//! names a char index there by the position before the `\r`, and a caller
+//! that must address that place exactly (an edit that changes the `\n` but
+//! not the `\r`) widens its range over the pair instead: see
+//! [`splits_crlf`]. A lone `\r` is a line break of its own, so typing one
+//! right before a `\n`, or a `\n` right after one, turns two line breaks
+//! into one.
 
 use ropey::Rope;
 
@@ -110,9 +121,24 @@ pub fn to_char(rope: &Rope, pos: Pos, enc: Encoding) -> Resolved {
     Resolved { char_index: index, clamped: !exact }
 }
 
-/// Converts a char index of `rope` (clamped to its length) to an LSP position.
+/// Whether `char_index` falls between the `\r` and the `\n` of a line
+/// break, the one place in a text that no LSP position names.
+pub fn splits_crlf(rope: &Rope, char_index: usize) -> bool {
+    char_index > 0
+        && char_index < rope.len_chars()
+        && rope.char(char_index - 1) == '\r'
+        && rope.char(char_index) == '\n'
+}
+
+/// Converts a char index of `rope` (clamped to its length) to an LSP
+/// position. An index between `\r` and `\n` has no position of its own: it
+/// is named by the one before the `\r` (see the module docs), so
+/// `to_char(to_pos(i))` is `i` everywhere else and `i - 1` there.
 pub fn to_pos(rope: &Rope, char_index: usize, enc: Encoding) -> Pos {
-    let index = char_index.min(rope.len_chars());
+    let mut index = char_index.min(rope.len_chars());
+    if splits_crlf(rope, index) {
+        index -= 1;
+    }
     let line = rope.char_to_line(index);
     let start = rope.line_to_char(line);
     let character = match enc {
@@ -152,11 +178,10 @@ mod tests {
             for i in 0..=rope.len_chars() {
                 let pos = to_pos(&rope, i, enc);
                 let back = to_char(&rope, pos, enc);
-                // A char index between \r and \n has no LSP position of its own.
-                let inside_crlf = i > 0 && rope.char(i - 1) == '\r' && rope.get_char(i) == Some('\n');
-                if !inside_crlf {
-                    assert_eq!(back, Resolved { char_index: i, clamped: false }, "{enc:?} {i} {pos:?}");
-                }
+                // A char index between \r and \n has no LSP position of its
+                // own: it is named by the valid position before the \r.
+                let expected = if splits_crlf(&rope, i) { i - 1 } else { i };
+                assert_eq!(back, Resolved { char_index: expected, clamped: false }, "{enc:?} {i} {pos:?}");
             }
         }
     }
@@ -169,6 +194,24 @@ mod tests {
         assert_eq!(to_pos(&rope, 2, Encoding::Utf32), Pos { line: 0, character: 2 });
         assert_eq!(to_pos(&rope, 6, Encoding::Utf16), Pos { line: 1, character: 1 });
         assert_eq!(end_pos(&rope, Encoding::Utf8), Pos { line: 1, character: 6 });
+    }
+
+    #[test]
+    fn the_inside_of_a_crlf_is_named_by_the_place_before_it() {
+        // "a\r\nb\r\r\nc": a lone \r right before a \r\n.
+        let rope = Rope::from_str("a\r\nb\r\r\nc");
+        let inside: Vec<usize> = (0..=rope.len_chars()).filter(|&i| splits_crlf(&rope, i)).collect();
+        assert_eq!(inside, [2, 6]);
+        for enc in ALL {
+            assert_eq!(to_pos(&rope, 2, enc), Pos { line: 0, character: 1 });
+            assert_eq!(to_pos(&rope, 6, enc), Pos { line: 2, character: 0 });
+            assert_eq!(to_pos(&rope, 5, enc), Pos { line: 2, character: 0 });
+            // One past the line's content is the line's end, before the \r.
+            let past = to_char(&rope, Pos { line: 0, character: 2 }, enc);
+            assert_eq!(past, Resolved { char_index: 1, clamped: true });
+        }
+        assert!(!splits_crlf(&Rope::from_str("\r"), 1));
+        assert!(!splits_crlf(&Rope::from_str("\n\r"), 1));
     }
 
     #[test]

@@ -818,19 +818,22 @@ fn invert(change: &ChangeSet, base: &Rope) -> ChangeSet {
 }
 
 /// An edit of `rope`'s chars `s..e` by `text`, widened so that neither end
-/// falls between the `\r` and the `\n` of a line break: LSP cannot name
-/// that place (a position past a line's content is clamped to its end, so
-/// the editor would apply the edit one char early). The widened edit takes
+/// falls between the `\r` and the `\n` of a line break: no LSP position
+/// names that place ([`positions::splits_crlf`]; it would reach the editor
+/// as the place before the `\r`, one char early). The widened edit takes
 /// the whole pair and puts back the part it did not mean to change, so it
-/// produces the same text.
-fn widen_past_crlf(rope: &Rope, mut s: usize, mut e: usize, text: String) -> (usize, usize, String) {
-    let inside = |i: usize| i > 0 && i < rope.len_chars() && rope.char(i - 1) == '\r' && rope.char(i) == '\n';
-    let mut text = text;
-    if inside(s) {
+/// produces the same text. The edits of one change set are at least one kept
+/// char apart, and widening takes only a kept `\r` before or `\n` after, so
+/// widened edits may touch but never overlap. Where they touch, the char at
+/// the shared place (a `\r` put back, or a kept `\n` before it) cannot be
+/// inside a pair, so its position names the same place whether the other
+/// edit was applied first or not (editors apply a request end to start).
+fn widen_past_crlf(rope: &Rope, mut s: usize, mut e: usize, mut text: String) -> (usize, usize, String) {
+    if positions::splits_crlf(rope, s) {
         s -= 1;
         text.insert(0, '\r');
     }
-    if inside(e) {
+    if positions::splits_crlf(rope, e) {
         e += 1;
         text.push('\n');
     }

@@ -39,8 +39,11 @@ impl Rng {
     }
 }
 
+/// What the users type. A lone `\r` (mixed line endings) typed right before
+/// a `\n` makes two line breaks one, and the place between them has no
+/// LSP position (tests/line_breaks.rs has the fixed cases).
 const SNIPPETS: &[&str] =
-    &["a", "fn x() {}", "\n", "🦀", "日本語", "e\u{301}", "👩‍💻", "\r\n", "  ", "𝕏y", "\tq", "line1\nline2\n"];
+    &["a", "fn x() {}", "\n", "🦀", "日本語", "e\u{301}", "👩‍💻", "\r\n", "  ", "𝕏y", "\tq", "line1\nline2\n", "\r"];
 
 /// LSP position of char `index` in `text`, computed naively.
 fn naive_pos(text: &[char], index: usize, enc: Encoding) -> Pos {
@@ -111,6 +114,9 @@ struct Peer {
     to_hub: VecDeque<Vec<u8>>,
     from_hub: VecDeque<Vec<u8>>,
     online: bool,
+    /// Whether `corrupt` ever touched this editor's buffer: only then may
+    /// `weft/verify` find a mismatch.
+    corrupted: bool,
 }
 
 struct Sim {
@@ -121,6 +127,9 @@ struct Sim {
     corruption: bool,
     next_token: u32,
     tokens: Vec<char>,
+    /// Mismatches `weft/verify` found in buffers that were never corrupted:
+    /// the bridge lost track of its editor (repairs hide that otherwise).
+    unexplained_repairs: Vec<String>,
 }
 
 impl Editor {
@@ -140,11 +149,15 @@ impl Sim {
         for i in 0..n {
             let enc = [Encoding::Utf8, Encoding::Utf16, Encoding::Utf32][rng.below(3)];
             // The first editor opens the file with content; others with
-            // nothing, the same content, or something different.
-            let initial = match (i, rng.below(3)) {
+            // nothing, the same content, the same but for a line ending (a
+            // lone \r where the first has \r\n: whichever is shared first,
+            // the other editor gets an edit next to that \r), or something
+            // different.
+            let initial = match (i, rng.below(4)) {
                 (0, _) => "fn main() {\r\n    🦀\n}\n".to_owned(),
                 (_, 0) => String::new(),
                 (_, 1) => "fn main() {\r\n    🦀\n}\n".to_owned(),
+                (_, 2) => "fn main() {\r    🦀\n}\n".to_owned(),
                 _ => "other 日本\n".to_owned(),
             };
             let bridge = Replica::new(1000 + i as u64, enc, 0, &initial);
@@ -156,6 +169,7 @@ impl Sim {
                 to_hub: VecDeque::new(),
                 from_hub: VecDeque::new(),
                 online: true,
+                corrupted: false,
             };
             peer.to_hub.push_back(peer.bridge.step1());
             peers.push(peer);
@@ -168,6 +182,7 @@ impl Sim {
             corruption: !inserts_only,
             next_token: 0,
             tokens: Vec::new(),
+            unexplained_repairs: Vec::new(),
         }
     }
 
@@ -301,6 +316,12 @@ impl Sim {
                     );
                 }
                 if let Some(repair) = bridge.verify(version, &hash) {
+                    if !self.peers[p].corrupted {
+                        let editor: String = self.peers[p].editor.text.iter().collect();
+                        let shadow = self.peers[p].bridge.editor_text();
+                        self.unexplained_repairs
+                            .push(format!("peer {p} at v{version}: editor {editor:?}, shadow {shadow:?}"));
+                    }
                     self.peers[p].editor.inbox.push_back(repair);
                 }
             }
@@ -353,6 +374,7 @@ impl Sim {
     /// The editor's buffer silently loses a character (a buggy editor or
     /// extension): only `weft/verify` can notice.
     fn corrupt(&mut self, p: usize) {
+        self.peers[p].corrupted = true;
         let text = &mut self.peers[p].editor.text;
         if !text.is_empty() {
             let at = self.rng.below(text.len());
@@ -433,6 +455,12 @@ fn run_case(seed: u64, peers: usize, steps: usize, inserts_only: bool) -> Result
         if sim.quiet() {
             break;
         }
+    }
+    if let Some(first) = sim.unexplained_repairs.first() {
+        return Err(format!(
+            "{} repairs of buffers that were never corrupted; the first: {first}",
+            sim.unexplained_repairs.len()
+        ));
     }
     let hub = sim.hub_text();
     for (i, peer) in sim.peers.iter().enumerate() {
