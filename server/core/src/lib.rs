@@ -7,6 +7,7 @@
 //! it with I/O.
 
 pub mod changeset;
+pub mod held;
 pub mod positions;
 pub mod presence;
 pub mod replica;

@@ -36,6 +36,7 @@ use yrs::{
 
 use crate::CONTENT_TEXT;
 use crate::changeset::{ChangeSet, Mismatch};
+use crate::held::{Held, Outcome};
 use crate::positions::{self, Encoding, Pos};
 
 const LOCAL: &str = "weft-local";
@@ -105,6 +106,8 @@ enum DeltaOp {
 /// The bridge's state for one document open in one editor.
 pub struct Replica {
     doc: Doc,
+    /// Remote updates that arrived before what they build on.
+    held: Held,
     text: TextRef,
     enc: Encoding,
     crdt: Rope,
@@ -214,6 +217,7 @@ impl Replica {
         let shadow = Rope::from_str(text);
         Replica {
             doc,
+            held: Held::default(),
             text: ytext,
             enc,
             crdt: Rope::new(),
@@ -378,7 +382,16 @@ impl Replica {
                         self.mark_synced()?;
                     }
                 }
-                Message::Sync(SyncMessage::Update(update)) => self.apply_remote(&update)?,
+                Message::Sync(SyncMessage::Update(update)) => {
+                    // Built on something this replica never got (lost with
+                    // a dropped connection): ask the hub for what is
+                    // missing, once until it arrives (see crate::held).
+                    let outcome = self.integrate(&update)?;
+                    if outcome == (Outcome::Held { first: true }) {
+                        let sv = self.doc.transact().state_vector();
+                        replies.push(Message::Sync(SyncMessage::SyncStep1(sv)).encode_v1());
+                    }
+                }
                 // Presence and auth are handled above this layer.
                 _ => {}
             }
@@ -388,11 +401,24 @@ impl Replica {
 
     /// Integrates a remote v1 update.
     pub fn apply_remote(&mut self, update: &[u8]) -> Result<(), ReplicaError> {
-        let update = Update::decode_v1(update).map_err(|e| ReplicaError::Malformed(e.to_string()))?;
-        {
-            let mut txn = self.doc.transact_mut_with(REMOTE);
-            txn.apply_update(update).map_err(|e| ReplicaError::Update(e.to_string()))?;
-        }
+        self.integrate(update).map(|_| ())
+    }
+
+    /// [`Replica::apply_remote`], saying whether the update is held for
+    /// missing dependencies ([`crate::held`]).
+    fn integrate(&mut self, raw: &[u8]) -> Result<Outcome, ReplicaError> {
+        let update = Update::decode_v1(raw).map_err(|e| ReplicaError::Malformed(e.to_string()))?;
+        let doc = &self.doc;
+        let applied = self.held.apply(doc, raw, update, || doc.transact_mut_with(REMOTE));
+        // What yrs integrated before refusing a bad update is in the
+        // document: bring the editor to it before reporting the error.
+        let outcome = self.take_remote_deltas().and(applied.map_err(|e| ReplicaError::Update(e.to_string())))?;
+        Ok(outcome)
+    }
+
+    /// Turns the remote changes captured since the last call into editor
+    /// changes.
+    fn take_remote_deltas(&mut self) -> Result<(), ReplicaError> {
         let deltas = self.captured.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
         for delta in deltas {
             let change = self.delta_to_change(&delta);

@@ -20,6 +20,8 @@ use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
 use yrs::{ClientID, Doc, Options, ReadTxn, StateVector, Transact, Update};
 
+use crate::held::{Held, Outcome};
+
 /// The y-protocols sync `update` message carrying `update`.
 pub fn update_message(update: &[u8]) -> Vec<u8> {
     Message::Sync(SyncMessage::Update(update.to_vec())).encode_v1()
@@ -75,6 +77,18 @@ pub struct Handled {
     pub error: Option<SyncError>,
 }
 
+/// A v1 update with no blocks and no deletions.
+const EMPTY_UPDATE: &[u8] = &[0, 0];
+
+/// What applying one update did.
+struct Applied {
+    /// What changed, as integrated.
+    deltas: Vec<Vec<u8>>,
+    /// The error that stopped the update part way, if any.
+    stopped: Option<SyncError>,
+    outcome: Outcome,
+}
+
 /// A yrs document plus its awareness, driven by y-protocols messages.
 pub struct SharedDoc {
     awareness: Awareness,
@@ -83,6 +97,8 @@ pub struct SharedDoc {
     /// nothing): the whole document, encoded once until it changes, so a
     /// hundred peers joining a large document cost one encoding.
     full_reply: Option<Vec<u8>>,
+    /// Updates that arrived before what they build on ([`crate::held`]).
+    held: Held,
 }
 
 impl std::fmt::Debug for SharedDoc {
@@ -102,14 +118,18 @@ impl SharedDoc {
         // no-op messages cost nothing downstream. The observer is registered
         // on a fresh doc, so acquiring the transaction cannot fail.
         let observed = doc.observe_update_v1("weft-capture", move |_txn, event| {
-            if let Ok(mut out) = sink.lock() {
+            // A transaction that integrated nothing (an update held for
+            // what it builds on) still fires with an empty update: skip it.
+            if event.update.as_slice() != EMPTY_UPDATE
+                && let Ok(mut out) = sink.lock()
+            {
                 out.push(event.update.clone());
             }
         });
         if let Err(err) = observed {
             tracing::error!(%err, "could not observe a fresh document");
         }
-        SharedDoc { awareness: Awareness::new(doc), captured, full_reply: None }
+        SharedDoc { awareness: Awareness::new(doc), captured, full_reply: None, held: Held::default() }
     }
 
     /// Rebuilds a document from what storage holds: a snapshot (if any)
@@ -234,18 +254,8 @@ impl SharedDoc {
                 let diff = self.doc().transact().encode_state_as_update_v1(&sv);
                 out.reply.push(Message::Sync(SyncMessage::SyncStep2(diff)).encode_v1());
             }
-            Message::Sync(SyncMessage::SyncStep2(bytes) | SyncMessage::Update(bytes)) => {
-                out.update_messages += 1;
-                if can_write {
-                    let (deltas, stopped) = self.apply_update_partly(&bytes)?;
-                    out.deltas.extend(deltas);
-                    if let Some(err) = stopped {
-                        return Err(err);
-                    }
-                } else if self.would_change(&bytes)? {
-                    out.refused_write = true;
-                }
-            }
+            Message::Sync(SyncMessage::SyncStep2(bytes)) => self.write(&bytes, false, can_write, out)?,
+            Message::Sync(SyncMessage::Update(bytes)) => self.write(&bytes, true, can_write, out)?,
             Message::Awareness(update) => self.apply_awareness(update, out)?,
             Message::AwarenessQuery => {
                 if let Some(all) = self.awareness_snapshot() {
@@ -257,6 +267,31 @@ impl SharedDoc {
             Message::Auth(_) | Message::Custom(..) => {}
         }
         Ok(())
+    }
+
+    /// A step 2 or update message (`is_update`) carrying `bytes`.
+    fn write(&mut self, bytes: &[u8], is_update: bool, can_write: bool, out: &mut Handled) -> Result<(), SyncError> {
+        out.update_messages += 1;
+        if !can_write {
+            if self.would_change(bytes)? {
+                out.refused_write = true;
+            }
+            return Ok(());
+        }
+        let Applied { deltas, stopped, outcome } = self.apply_update_partly(bytes)?;
+        out.deltas.extend(deltas);
+        // An update that builds on something this document never got (lost
+        // with a dropped connection): ask its sender for what is missing
+        // with a step 1. Never for a step 2, which answers one already (no
+        // ping-pong), and once until what was held integrates.
+        if is_update && outcome == (Outcome::Held { first: true }) {
+            let sv = self.doc().transact().state_vector();
+            out.reply.push(Message::Sync(SyncMessage::SyncStep1(sv)).encode_v1());
+        }
+        match stopped {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 
     fn apply_awareness(&mut self, update: AwarenessUpdate, out: &mut Handled) -> Result<(), SyncError> {
@@ -275,8 +310,8 @@ impl SharedDoc {
     /// Applies a v1 update and returns what it changed (empty if nothing).
     pub fn apply_update(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, SyncError> {
         match self.apply_update_partly(bytes)? {
-            (deltas, None) => Ok(deltas),
-            (_, Some(err)) => Err(err),
+            Applied { deltas, stopped: None, .. } => Ok(deltas),
+            Applied { stopped: Some(err), .. } => Err(err),
         }
     }
 
@@ -287,7 +322,8 @@ impl SharedDoc {
     /// target found updates whose integrated part was dropped, leaving the
     /// live document ahead of its log). `Err` only for an undecodable
     /// update (nothing applied) or a poisoned document.
-    fn apply_update_partly(&mut self, bytes: &[u8]) -> Result<(Vec<Vec<u8>>, Option<SyncError>), SyncError> {
+    /// The [`Outcome`] says whether the update waits for others.
+    fn apply_update_partly(&mut self, bytes: &[u8]) -> Result<Applied, SyncError> {
         let update = match catch_unwind(|| Update::decode_v1(bytes)) {
             Ok(Ok(update)) => update,
             Ok(Err(e)) => return Err(SyncError::Malformed(format!("update: {e}"))),
@@ -296,30 +332,28 @@ impl SharedDoc {
         if update.is_empty() {
             // Every joining peer answers the hub's step 1 with an empty step
             // 2: it changes nothing, and must not cost the cache.
-            return Ok((Vec::new(), None));
+            return Ok(Applied { deltas: Vec::new(), stopped: None, outcome: Outcome::Integrated });
         }
-        // Whatever happens below may change the document (or what it keeps
-        // pending, which a full encoding includes).
+        // Whatever happens below may change the document.
         self.full_reply = None;
         let doc = self.awareness.doc();
-        let applied = catch_unwind(AssertUnwindSafe(|| {
-            let mut txn = doc.transact_mut();
-            let res = txn.apply_update(update);
-            txn.commit();
-            drop(txn);
-            // What is left pending must still encode (step 1 answers and
-            // snapshots merge it in).
-            let txn = doc.transact();
-            if txn.has_missing_updates() {
-                txn.encode_state_as_update_v1(&StateVector::default());
-            }
-            res
-        }));
+        let held = &mut self.held;
+        let applied = catch_unwind(AssertUnwindSafe(|| held.apply(doc, bytes, update, || doc.transact_mut())));
         match applied {
-            Ok(Ok(())) => Ok((self.take_captured(), None)),
-            Ok(Err(e)) => Ok((self.take_captured(), Some(SyncError::BadUpdate(e.to_string())))),
+            Ok(Ok(outcome)) => Ok(Applied { deltas: self.take_captured(), stopped: None, outcome }),
+            Ok(Err(e)) => Ok(Applied {
+                deltas: self.take_captured(),
+                stopped: Some(SyncError::BadUpdate(e.to_string())),
+                outcome: Outcome::Integrated,
+            }),
             Err(_) => Err(SyncError::Poisoned),
         }
+    }
+
+    /// How many updates wait for ones that have not arrived (see
+    /// [`crate::held`]).
+    pub fn held_updates(&self) -> usize {
+        self.held.len()
     }
 
     /// Whether applying `bytes` would add blocks or deletions this document
@@ -373,6 +407,50 @@ mod tests {
         assert_eq!(content(&hub), "héllo 🌍");
         let again = hub.handle(&msg, true).expect("apply twice");
         assert!(again.deltas.is_empty(), "a duplicate update changes nothing");
+    }
+
+    /// An update whose predecessor was lost is held (not relayed, not
+    /// persisted, not in any step 2), the sender is asked for what is
+    /// missing, and both go out once the predecessor arrives.
+    #[test]
+    fn an_early_update_is_held_and_its_sender_asked_for_the_rest() {
+        let writer = Doc::with_client_id(7);
+        let text = writer.get_or_insert_text(crate::CONTENT_TEXT);
+        let mut updates = Vec::new();
+        // "Y" goes right after "X": it cannot be placed before "X" arrives.
+        for (at, s) in [(0, "ab"), (1, "X"), (2, "Y")] {
+            let mut txn = writer.transact_mut();
+            text.insert(&mut txn, at, s);
+            updates.push(txn.encode_update_v1());
+        }
+        let mut hub = SharedDoc::new(1);
+        hub.handle(&update_msg(updates[0].clone()), true).expect("first");
+        let early = hub.handle(&update_msg(updates[2].clone()), true).expect("early");
+        assert!(early.deltas.is_empty(), "nothing to persist or relay yet");
+        assert_eq!(hub.held_updates(), 1);
+        let asked = early.reply.first().expect("the sender is asked for what is missing");
+        assert!(
+            matches!(Message::decode_v1(asked), Ok(Message::Sync(SyncMessage::SyncStep1(_)))),
+            "the ask is a step 1"
+        );
+        // A joiner meanwhile gets exactly what the hub has integrated.
+        let step1 = Message::Sync(SyncMessage::SyncStep1(StateVector::default())).encode_v1();
+        let joined = hub.handle(&step1, true).expect("step 1");
+        let joiner = SharedDoc::new(2);
+        let mut joiner = joiner;
+        joiner.handle(&joined.reply[0], true).expect("step 2");
+        assert_eq!(content(&joiner), "ab");
+        // A second early update does not ask again.
+        let again = hub.handle(&update_msg(updates[2].clone()), true).expect("again");
+        assert!(again.reply.is_empty());
+        let late = hub.handle(&update_msg(updates[1].clone()), true).expect("late");
+        assert_eq!(late.deltas.len(), 2, "the late update, then the held one");
+        assert_eq!(hub.held_updates(), 0);
+        assert_eq!(content(&hub), "aXYb");
+        for delta in late.deltas {
+            joiner.apply_update(&delta).expect("relayed");
+        }
+        assert_eq!(content(&joiner), "aXYb");
     }
 
     #[test]

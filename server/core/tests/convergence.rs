@@ -17,7 +17,7 @@ use weft_core::positions::{Encoding, Pos};
 use weft_core::replica::{EditRequest, EditorChange, Replica};
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;
-use yrs::{GetString, Text, Transact};
+use yrs::{GetString, ReadTxn, Text, Transact};
 
 /// xorshift64*: small, seedable, dependency-free.
 struct Rng(u64);
@@ -334,6 +334,9 @@ impl Sim {
             return;
         }
         let Some(msg) = self.peers[p].to_hub.pop_front() else { return };
+        if std::env::var("WEFT_DEBUG").is_ok() {
+            eprintln!("HUB TAKES from p{p}: {}", dbg_msg(&msg));
+        }
         let out = self.hub.handle(&msg, true).expect("hub handle");
         for reply in out.reply {
             self.peers[p].from_hub.push_back(reply);
@@ -350,6 +353,9 @@ impl Sim {
 
     fn bridge_takes_hub_message(&mut self, p: usize) {
         let Some(msg) = self.peers[p].from_hub.pop_front() else { return };
+        if std::env::var("WEFT_DEBUG").is_ok() {
+            eprintln!("p{p} TAKES from hub: {}", dbg_msg(&msg));
+        }
         let replies = self.peers[p].bridge.handle_sync(&msg).expect("handle_sync");
         self.peers[p].to_hub.extend(replies);
         self.after_bridge_input(p);
@@ -469,7 +475,10 @@ fn run_case(seed: u64, peers: usize, steps: usize, inserts_only: bool) -> Result
         let shared = peer.bridge.shared_text();
         if editor != hub || shadow != hub || shared != hub {
             return Err(format!(
-                "peer {i} diverged:\n  hub    {hub:?}\n  editor {editor:?}\n  shadow {shadow:?}\n  shared {shared:?}"
+                "peer {i} diverged:\n  hub    {hub:?}\n  editor {editor:?}\n  shadow {shadow:?}\n  shared {shared:?}\n  \
+                 state vectors (equal ones with different texts: one id names two blocks): hub {:?}, peer {:?}",
+                sim.hub.doc().transact().state_vector(),
+                peer.bridge.doc().transact().state_vector(),
             ));
         }
     }
@@ -482,6 +491,27 @@ fn run_case(seed: u64, peers: usize, steps: usize, inserts_only: bool) -> Result
         }
     }
     Ok(())
+}
+
+/// A y-protocols message for `WEFT_DEBUG` traces.
+fn dbg_msg(msg: &[u8]) -> String {
+    use yrs::sync::MessageReader;
+    use yrs::updates::decoder::{Decode, DecoderV1};
+    let mut d = DecoderV1::new(yrs::encoding::read::Cursor::new(msg));
+    let mut out = String::new();
+    for m in MessageReader::new(&mut d) {
+        match m {
+            Ok(Message::Sync(SyncMessage::SyncStep1(sv))) => out += &format!("step1 {sv:?}; "),
+            Ok(Message::Sync(SyncMessage::SyncStep2(b))) => {
+                out += &format!("step2 {:?}; ", yrs::Update::decode_v1(&b).map(|u| format!("{u:?}")))
+            }
+            Ok(Message::Sync(SyncMessage::Update(b))) => {
+                out += &format!("update {:?}; ", yrs::Update::decode_v1(&b).map(|u| format!("{u:?}")))
+            }
+            other => out += &format!("{other:?}; "),
+        }
+    }
+    out
 }
 
 fn cases() -> u64 {
@@ -507,6 +537,13 @@ fn run_many(name: &str, peers: usize, steps: usize, inserts_only: bool) {
             Err(_) => panic!("{name} panicked; replay with WEFT_SEED={seed}"),
         }
     }
+}
+
+/// yrs' own handling of updates that arrive before what they build on
+/// gave peer 0 a block under another block's id here (weft_core::held).
+#[test]
+fn a_case_that_diverged_inside_yrs_converges() {
+    run_case(15724946651296268971, 3, 120, true).expect("converges");
 }
 
 #[test]

@@ -31,6 +31,7 @@ use crossbeam_channel::{Receiver, select};
 use ropey::Rope;
 use weft_client::fresh_client_id;
 use weft_client::hub_link::{self, Credentials, HubEvent, HubLink};
+use weft_core::held::{Held, Outcome};
 use weft_core::positions::{Encoding, Pos};
 use weft_core::replica::{EditorChange, Replica};
 use weft_protocol::{ClientKind, DocId, Role, frame};
@@ -134,6 +135,8 @@ pub enum MirrorEvent {
 /// The `_session` document: a plain yrs doc synced with y-protocols.
 struct SessionDoc {
     doc: Doc,
+    /// Updates that arrived before what they build on.
+    held: Held,
     files: MapRef,
     /// Tombstones: path → `{seen: {clientId: clock}}`, the state vector of
     /// the file's doc as the deleting side had it. An edit beyond it (one
@@ -171,7 +174,7 @@ impl SessionDoc {
                 out.extend(event.keys(txn).keys().map(|key| key.to_string()));
             }
         });
-        SessionDoc { doc, files, deleted, outbox, changed, synced: false }
+        SessionDoc { doc, held: Held::default(), files, deleted, outbox, changed, synced: false }
     }
 
     /// The paths whose entry changed since the last call.
@@ -193,11 +196,19 @@ impl SessionDoc {
                     replies.push(Message::Sync(SyncMessage::SyncStep2(diff)).encode_v1());
                 }
                 Message::Sync(SyncMessage::SyncStep2(u)) => {
-                    self.doc.transact_mut().apply_update(Update::decode_v1(&u)?)?;
+                    let doc = &self.doc;
+                    self.held.apply(doc, &u, Update::decode_v1(&u)?, || doc.transact_mut())?;
                     self.synced = true;
                 }
                 Message::Sync(SyncMessage::Update(u)) => {
-                    self.doc.transact_mut().apply_update(Update::decode_v1(&u)?)?;
+                    let doc = &self.doc;
+                    // Built on something lost with a dropped connection:
+                    // ask the hub for what is missing (weft_core::held).
+                    if self.held.apply(doc, &u, Update::decode_v1(&u)?, || doc.transact_mut())?
+                        == (Outcome::Held { first: true })
+                    {
+                        replies.push(self.step1());
+                    }
                 }
                 _ => {}
             }
