@@ -655,6 +655,9 @@ pub struct LspEditor {
     echo: Echo,
     echo_before_answer: bool,
     lenient_positions: bool,
+    /// The line ending this editor writes every line break of an applied
+    /// edit as (VS Code's `normalizesLineEndings`), if it does.
+    eol: Option<&'static str>,
     /// Out-of-range edit positions that were clamped (lenient mode only).
     pub clamped: Vec<String>,
     closed: Option<String>,
@@ -742,6 +745,19 @@ pub fn initialize_params(encodings: &[&str], name: &str) -> Value {
     })
 }
 
+/// [`initialize_params`] for an editor that rewrites the line breaks of
+/// every edit it applies to its buffer's line ending (VS Code).
+pub fn normalizing_initialize_params(encodings: &[&str], name: &str) -> Value {
+    let mut params = initialize_params(encodings, name);
+    params["capabilities"]["workspace"]["workspaceEdit"]["normalizesLineEndings"] = json!(true);
+    params
+}
+
+/// `text` with every line break (`\r\n`, `\r`, `\n`) written as `eol`.
+pub fn normalize_line_breaks(text: &str, eol: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n").replace('\n', eol)
+}
+
 impl LspEditor {
     /// Starts `weft lsp` (the binary of [`crate::weft_bin`]) with its
     /// stderr in `dir/lsp-NAME.stderr.log` and `WEFT_NAME=name`. Must be
@@ -811,6 +827,7 @@ impl LspEditor {
             echo: Echo::Exact,
             echo_before_answer: false,
             lenient_positions: false,
+            eol: None,
             clamped: Vec::new(),
             closed: None,
             notifications: Vec::new(),
@@ -884,6 +901,14 @@ impl LspEditor {
     /// them (each clamp is recorded in `clamped`, not as a violation).
     pub fn set_lenient_positions(&mut self, lenient: bool) {
         self.lenient_positions = lenient;
+    }
+
+    /// Write every line break (`\r\n`, `\r`, `\n`) of the edits the server
+    /// asks for as `eol`, as VS Code does (it announces this with
+    /// `workspace.workspaceEdit.normalizesLineEndings`, which
+    /// [`normalizing_initialize_params`] sets).
+    pub fn set_normalizes_line_endings(&mut self, eol: &'static str) {
+        self.eol = Some(eol);
     }
 
     // -------------------------------------------------------------- wire
@@ -1515,7 +1540,12 @@ impl LspEditor {
         }
         // Pass 2: compute every new text.
         let mut results = Vec::new();
-        for (uri, version, edits) in plan {
+        for (uri, version, mut edits) in plan {
+            if let Some(eol) = self.eol {
+                for edit in &mut edits {
+                    edit.new_text = normalize_line_breaks(&edit.new_text, eol);
+                }
+            }
             let text = self.docs.get(&uri).map(|b| b.text.clone()).unwrap_or_default();
             match apply_text_edits(&text, &edits, enc, self.echo, false) {
                 Ok(applied) => results.push((uri, version, edits.is_empty(), applied)),

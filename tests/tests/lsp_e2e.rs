@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use weft_tests::lsp::{Echo, LspEditor, file_uri};
+use weft_tests::lsp::{Echo, LspEditor, file_uri, normalize_line_breaks, normalizing_initialize_params};
 use weft_tests::{HubProcess, Rng, SNIPPETS};
 
 const T: Duration = Duration::from_secs(60);
@@ -327,6 +327,68 @@ async fn viewers_cannot_edit_and_divergence_is_repaired() -> anyhow::Result<()> 
     a.verify(&uri_a).await?;
     a.pump(Duration::from_millis(200)).await?;
     assert_eq!(a.apply_edits.len(), before, "a correct hash must not trigger a repair");
+    a.shutdown().await?;
+    b.shutdown().await?;
+    Ok(())
+}
+
+/// VS Code writes every line break of an edit it applies as its buffer's
+/// one line ending (it announces `normalizesLineEndings`). Beside an editor
+/// that keeps a file's mixed line breaks it is shown its own; what each
+/// types reaches the other, the file keeps what its writers wrote, and the
+/// two never rewrite each other's line breaks back and forth (decision 0005).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_that_normalises_line_endings_and_one_that_keeps_them_converge() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = HubProcess::start(&dir.path().join("hub"))?;
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let initial = "fn main() {\r\n    one();\n}\r\n";
+    let uri_a = write(&root_a, "src/main.rs", initial)?;
+    std::fs::create_dir_all(root_b.join("src"))?;
+    let uri_b = file_uri(&root_b.join("src/main.rs"));
+
+    let mut a = LspEditor::spawn_with(&dir.path().join("logs"), "keeper", &[], &[("WEFT_HUB_TOKEN", &hub.admin)])?;
+    a.initialize("utf-16", "Keeper").await?;
+    a.open(&uri_a, initial).await?;
+    let shared = a.share(&file_uri(&root_a), Some(&hub.ws_base())).await?;
+    let link = shared["links"]["editor"].as_str().unwrap_or_default().to_owned();
+
+    let mut b = LspEditor::spawn(&dir.path().join("logs"), "normaliser")?;
+    b.set_normalizes_line_endings("\n");
+    b.initialize_with(normalizing_initialize_params(&["utf-16"], "Normaliser")).await?;
+    b.join(&link, None, &file_uri(&root_b)).await?;
+    b.open(&uri_b, "").await?;
+    let shown = |text: &str| normalize_line_breaks(text, "\n");
+    b.wait_for("the normaliser is shown its line ending", T, |e| e.text(&uri_b) == Some(&shown(initial))).await?;
+
+    // The keeper types a CRLF line, the normaliser presses Enter on a CRLF
+    // line and on an LF line.
+    a.type_at(&uri_a, "fn main() {\r\n    one();".chars().count(), "\r\n    two();").await?;
+    let expected = "fn main() {\r\n    one();\r\n    two();\n}\r\n";
+    b.wait_for("the keeper's line", T, |e| e.text(&uri_b) == Some(&shown(expected))).await?;
+    b.type_at(&uri_b, "fn main() {".chars().count(), "\n    zero();").await?;
+    let at = "fn main() {\n    zero();\n    one();\n    two();".chars().count();
+    b.type_at(&uri_b, at, "\n    three();").await?;
+    let expected = "fn main() {\r\n    zero();\r\n    one();\r\n    two();\n    three();\n}\r\n";
+    a.wait_for("the normaliser's lines, written as their lines write them", T, |e| e.text(&uri_a) == Some(expected))
+        .await?;
+
+    // Quiet: no edit bounces between the two.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let before = (a.apply_edit_counts(), b.apply_edit_counts());
+    while tokio::time::Instant::now() < deadline {
+        a.pump(Duration::from_millis(20)).await?;
+        b.pump(Duration::from_millis(20)).await?;
+    }
+    let late: Vec<_> = b.apply_edits.iter().skip(before.1.0 + before.1.1).map(|r| &r.params).collect();
+    assert_eq!(
+        (a.apply_edit_counts(), b.apply_edit_counts()),
+        before,
+        "edits went on after both had the text: {late:?}"
+    );
+    assert_eq!(a.text(&uri_a), Some(expected));
+    assert_eq!(b.text(&uri_b), Some(shown(expected).as_str()));
+    assert!(a.violations.is_empty() && b.violations.is_empty(), "{:?} {:?}", a.violations, b.violations);
     a.shutdown().await?;
     b.shutdown().await?;
     Ok(())

@@ -164,11 +164,146 @@ pub fn end_pos(rope: &Rope, enc: Encoding) -> Pos {
     to_pos(rope, rope.len_chars(), enc)
 }
 
+/// The one line ending an editor keeps in a buffer, for editors that
+/// rewrite every line break they are given (VS Code: LSP's
+/// `workspaceEdit.normalizesLineEndings`). Such an editor sees the shared
+/// text *translated*: every `\r\n`, `\r` and `\n` shown as this one. The
+/// translated text has the same lines as the shared one, so offsets map
+/// line by line ([`translated_offset`], [`shared_offset`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnding {
+    Lf,
+    CrLf,
+}
+
+impl LineEnding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineEnding::Lf => "\n",
+            LineEnding::CrLf => "\r\n",
+        }
+    }
+
+    /// The line ending of the first line break in `text`, if it has one
+    /// (`\r\n` or `\n`; a lone `\r` tells nothing an editor would keep).
+    pub fn first_in(text: &str) -> Option<LineEnding> {
+        let at = text.find('\n')?;
+        Some(if text[..at].ends_with('\r') { LineEnding::CrLf } else { LineEnding::Lf })
+    }
+
+    /// `text` with every line break (`\r\n`, `\r`, `\n`) written as this
+    /// ending.
+    pub fn normalize(self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' => {
+                    if chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    out.push_str(self.as_str());
+                }
+                '\n' => out.push_str(self.as_str()),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+}
+
+/// The line ending (`\r\n` or `\n`) of the line break that ends the line
+/// holding `char_index` in `rope`, or of the line before for the last
+/// line: how the text writes line breaks at that place. `None` where
+/// neither has one (or it is a lone `\r`).
+pub fn line_ending_at(rope: &Rope, char_index: usize) -> Option<LineEnding> {
+    let line = rope.char_to_line(char_index.min(rope.len_chars()));
+    [line, line.saturating_sub(1)].into_iter().find_map(|l| {
+        let (end, next) = (line_content_end(rope, l), rope.line_to_char((l + 1).min(rope.len_lines())));
+        match next.saturating_sub(end) {
+            2 => Some(LineEnding::CrLf),
+            1 if rope.char(end) == '\n' => Some(LineEnding::Lf),
+            _ => None,
+        }
+    })
+}
+
+/// Maps a char index of `from` to `to`, where one of the two is the other
+/// with translated line endings (same lines, same line contents): the same
+/// line and column. An index inside a line break maps to the break's start.
+fn same_place(from: &Rope, to: &Rope, char_index: usize) -> usize {
+    let index = char_index.min(from.len_chars());
+    let line = from.char_to_line(index);
+    let column = index - from.line_to_char(line);
+    let content = line_content_end(from, line) - from.line_to_char(line);
+    let line = line.min(to.len_lines().saturating_sub(1));
+    (to.line_to_char(line) + column.min(content)).min(to.len_chars())
+}
+
+/// The index in `translated` (the text an editor sees) of `shared`'s char
+/// `char_index`.
+pub fn translated_offset(shared: &Rope, translated: &Rope, char_index: usize) -> usize {
+    same_place(shared, translated, char_index)
+}
+
+/// The index in `shared` of `translated`'s char `char_index`.
+pub fn shared_offset(translated: &Rope, shared: &Rope, char_index: usize) -> usize {
+    same_place(translated, shared, char_index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const ALL: [Encoding; 3] = [Encoding::Utf8, Encoding::Utf16, Encoding::Utf32];
+
+    #[test]
+    fn line_endings_are_read_and_written() {
+        assert_eq!(LineEnding::first_in("a\r\nb\n"), Some(LineEnding::CrLf));
+        assert_eq!(LineEnding::first_in("a\nb\r\n"), Some(LineEnding::Lf));
+        assert_eq!(LineEnding::first_in("a\rb"), None);
+        assert_eq!(LineEnding::first_in(""), None);
+        assert_eq!(LineEnding::Lf.normalize("a\r\nb\rc\nd\r\r\n"), "a\nb\nc\nd\n\n");
+        assert_eq!(LineEnding::CrLf.normalize("a\r\nb\rc\nd"), "a\r\nb\r\nc\r\nd");
+        assert_eq!(LineEnding::CrLf.normalize("🦀\n日"), "🦀\r\n日");
+    }
+
+    #[test]
+    fn the_line_ending_at_a_place_is_its_line_s_or_the_one_before() {
+        let rope = Rope::from_str("a\r\nb\nc\rd");
+        assert_eq!(line_ending_at(&rope, 0), Some(LineEnding::CrLf));
+        assert_eq!(line_ending_at(&rope, 2), Some(LineEnding::CrLf));
+        assert_eq!(line_ending_at(&rope, 3), Some(LineEnding::Lf));
+        // "c\r" ends in a lone \r; the line before ends in \n.
+        assert_eq!(line_ending_at(&rope, 5), Some(LineEnding::Lf));
+        // The last line ("d") has no break; the one before is a lone \r.
+        assert_eq!(line_ending_at(&rope, 7), None);
+        assert_eq!(line_ending_at(&Rope::from_str("abc"), 1), None);
+        assert_eq!(line_ending_at(&Rope::from_str("x\r\nlast"), 6), Some(LineEnding::CrLf));
+    }
+
+    #[test]
+    fn offsets_map_by_line_and_column_between_a_text_and_its_translation() {
+        let shared = Rope::from_str("ab\r\nc\rd\n🦀\r\n");
+        for eol in [LineEnding::Lf, LineEnding::CrLf] {
+            let translated = Rope::from_str(&eol.normalize(&shared.to_string()));
+            for i in 0..=shared.len_chars() {
+                let t = translated_offset(&shared, &translated, i);
+                let line = shared.char_to_line(i);
+                assert_eq!(translated.char_to_line(t), line, "{eol:?} {i}");
+                let back = shared_offset(&translated, &shared, t);
+                // Inside a line break both land on the break's start.
+                let start = line_content_end(&shared, line).min(i);
+                assert_eq!(back, start, "{eol:?} {i}");
+            }
+            assert_eq!(translated_offset(&shared, &translated, shared.len_chars()), translated.len_chars());
+        }
+        // "ab\r\n" to "ab\n": the \n (index 3) is inside the break.
+        let translated = Rope::from_str("ab\nc\nd\n🦀\n");
+        assert_eq!(translated_offset(&shared, &translated, 3), 2);
+        assert_eq!(translated_offset(&shared, &translated, 4), 3);
+        assert_eq!(shared_offset(&translated, &shared, 3), 4);
+    }
 
     #[test]
     fn multibyte_positions_round_trip_in_every_encoding() {

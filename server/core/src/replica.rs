@@ -37,7 +37,7 @@ use yrs::{
 use crate::CONTENT_TEXT;
 use crate::changeset::{ChangeSet, Mismatch};
 use crate::held::{Held, Outcome};
-use crate::positions::{self, Encoding, Pos};
+use crate::positions::{self, Encoding, LineEnding, Pos};
 
 const LOCAL: &str = "weft-local";
 /// Repairs attempted in a row before the user is asked to reopen the file.
@@ -93,6 +93,16 @@ enum Sent {
     Full { id: u64, text: Rope, echo_seen: bool },
 }
 
+/// How an editor that keeps one line ending per buffer (VS Code) sees the
+/// shared text: every line break written as `eol` (see
+/// [`Replica::with_line_ending`]).
+#[derive(Debug)]
+struct Translation {
+    eol: LineEnding,
+    /// The `Y.Text`'s exact text (`crdt` is its translation).
+    shared: Rope,
+}
+
 /// Remote text deltas captured by the observer, in UTF-16 units.
 type Captured = Arc<Mutex<Vec<Vec<DeltaOp>>>>;
 
@@ -110,7 +120,12 @@ pub struct Replica {
     held: Held,
     text: TextRef,
     enc: Encoding,
+    /// The shared text as the editor sees it: the `Y.Text`'s text, or that
+    /// text with translated line breaks when `translation` is set.
     crdt: Rope,
+    /// For an editor that rewrites line breaks: its line ending and the
+    /// exact shared text.
+    translation: Option<Translation>,
     shadow: Rope,
     version: i32,
     sent: Option<Sent>,
@@ -221,6 +236,7 @@ impl Replica {
             text: ytext,
             enc,
             crdt: Rope::new(),
+            translation: None,
             unsent: ChangeSet::identity(0),
             version,
             sent: None,
@@ -243,6 +259,32 @@ impl Replica {
             shadow,
         }
         .with_unsent_reset()
+    }
+
+    /// For an editor that rewrites the line breaks of every edit it
+    /// applies to the one line ending its buffer keeps (VS Code, which
+    /// announces `workspaceEdit.normalizesLineEndings`): the editor is
+    /// shown the shared text with every line break written as `eol`, and
+    /// line breaks it types reach the shared text as the line ending of
+    /// the line they are typed in. The shared text keeps what each writer
+    /// wrote (a CRLF file stays CRLF beside an LF editor), and no edit ever
+    /// comes back rewritten, which otherwise looped (decision 0005). Call
+    /// it right after [`Replica::new`]; `None` changes nothing.
+    pub fn with_line_ending(mut self, eol: impl Into<Option<LineEnding>>) -> Replica {
+        if let Some(eol) = eol.into() {
+            self.translation = Some(Translation { eol, shared: self.crdt.clone() });
+        }
+        self
+    }
+
+    /// The line ending the editor is shown, if line breaks are translated.
+    pub fn line_ending(&self) -> Option<LineEnding> {
+        self.translation.as_ref().map(|t| t.eol)
+    }
+
+    /// The exact shared text as a rope (what `Y.Text` offsets count).
+    fn shared_rope(&self) -> &Rope {
+        self.translation.as_ref().map_or(&self.crdt, |t| &t.shared)
     }
 
     fn with_unsent_reset(mut self) -> Replica {
@@ -285,7 +327,11 @@ impl Replica {
             None => {}
         }
         let at = self.unsent.map_forward(at).min(self.crdt.len_chars());
-        let utf16 = positions::char_to_utf16(&self.crdt, at);
+        let at = match &self.translation {
+            Some(t) => positions::shared_offset(&self.crdt, &t.shared, at),
+            None => at,
+        };
+        let utf16 = positions::char_to_utf16(self.shared_rope(), at);
         let txn = self.doc.transact();
         // Stick to the character after; at the very end (or in an empty
         // text) there is none, so stick to the one before (or the start).
@@ -311,7 +357,12 @@ impl Replica {
         if offset.branch.id() != AsRef::<yrs::branch::Branch>::as_ref(&self.text).id() {
             return None;
         }
-        let mut at = self.unsent.map_back(positions::utf16_to_char(&self.crdt, offset.index as usize));
+        let at = positions::utf16_to_char(self.shared_rope(), offset.index as usize);
+        let at = match &self.translation {
+            Some(t) => positions::translated_offset(&t.shared, &self.crdt, at),
+            None => at,
+        };
+        let mut at = self.unsent.map_back(at);
         match &self.sent {
             Some(Sent::Edit { change, .. }) => at = change.map_back(at),
             Some(Sent::Full { .. }) => return None,
@@ -422,6 +473,7 @@ impl Replica {
         let deltas = self.captured.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
         for delta in deltas {
             let change = self.delta_to_change(&delta);
+            let change = self.translate(change)?;
             change.apply(&mut self.crdt)?;
             self.unsent = self.unsent.compose(&change)?;
         }
@@ -436,16 +488,16 @@ impl Replica {
             match op {
                 DeltaOp::Retain(n) => {
                     let end = positions::utf16_to_char(
-                        &self.crdt,
-                        positions::char_to_utf16(&self.crdt, at) as usize + *n as usize,
+                        self.shared_rope(),
+                        positions::char_to_utf16(self.shared_rope(), at) as usize + *n as usize,
                     );
                     cs.retain(end - at);
                     at = end;
                 }
                 DeltaOp::Delete(n) => {
                     let end = positions::utf16_to_char(
-                        &self.crdt,
-                        positions::char_to_utf16(&self.crdt, at) as usize + *n as usize,
+                        self.shared_rope(),
+                        positions::char_to_utf16(self.shared_rope(), at) as usize + *n as usize,
                     );
                     cs.delete(end - at);
                     at = end;
@@ -453,8 +505,41 @@ impl Replica {
                 DeltaOp::Insert(s) => cs.insert(s),
             }
         }
-        cs.retain(self.crdt.len_chars() - at);
+        cs.retain(self.shared_rope().len_chars() - at);
         cs
+    }
+
+    /// Applies `change` (of the exact shared text) to the shared rope and
+    /// returns it as the editor sees it, over `crdt`; the same change when
+    /// line breaks are not translated. O(edit): each edit is widened by a
+    /// `\r` before or a `\n` after (where two line breaks can become one
+    /// or one two), translated, and trimmed to what really changed.
+    fn translate(&mut self, change: ChangeSet) -> Result<ChangeSet, ReplicaError> {
+        let Some(t) = &mut self.translation else { return Ok(change) };
+        let mut shared = t.shared.clone();
+        let mut view = self.crdt.clone();
+        let mut total = ChangeSet::identity(view.len_chars());
+        for (s, e, text) in change.edits().into_iter().rev() {
+            let from = if s > 0 && shared.char(s - 1) == '\r' { s - 1 } else { s };
+            let to = if e < shared.len_chars() && shared.char(e) == '\n' { e + 1 } else { e };
+            let (vs, ve) =
+                (positions::translated_offset(&shared, &view, from), positions::translated_offset(&shared, &view, to));
+            let mut fragment = shared.slice(from..s).to_string();
+            fragment.push_str(&text);
+            fragment.extend(shared.slice(e..to).chars());
+            ChangeSet::replace(shared.len_chars(), s, e - s, &text).apply(&mut shared)?;
+            let old: Vec<char> = view.slice(vs..ve).chars().collect();
+            let new: Vec<char> = t.eol.normalize(&fragment).chars().collect();
+            let prefix = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+            let room = old.len().min(new.len()) - prefix;
+            let suffix = old.iter().rev().zip(new.iter().rev()).take(room).take_while(|(a, b)| a == b).count();
+            let inserted: String = new[prefix..new.len() - suffix].iter().collect();
+            let step = ChangeSet::replace(view.len_chars(), vs + prefix, old.len() - prefix - suffix, &inserted);
+            step.apply(&mut view)?;
+            total = total.compose(&step)?;
+        }
+        t.shared = shared;
+        Ok(total)
     }
 
     /// Completes the initial sync: if the shared text is empty the
@@ -468,8 +553,7 @@ impl Replica {
         if self.replace_on_sync && !self.read_only {
             // The editor's text becomes the shared text, whatever it held.
             let change = diff(&self.crdt, &self.shadow);
-            self.apply_local_to_crdt(&change)?;
-            self.unsent = ChangeSet::identity(self.shadow.len_chars());
+            self.unsent = self.apply_local_to_crdt(&change)?;
         } else if self.shared_wins {
             self.unsent = diff(&self.shadow, &self.crdt);
         } else if self.crdt.len_chars() == 0 && self.shadow.len_chars() > 0 && !self.read_only {
@@ -477,8 +561,19 @@ impl Replica {
             let mut txn = self.doc.transact_mut_with(LOCAL);
             self.text.insert(&mut txn, 0, &content);
             drop(txn);
-            self.crdt = self.shadow.clone();
-            self.unsent = ChangeSet::identity(self.shadow.len_chars());
+            match &mut self.translation {
+                Some(t) => {
+                    // The editor's text goes in as it is; it is shown
+                    // translated (the same, unless it mixed line endings).
+                    t.shared = self.shadow.clone();
+                    self.crdt = Rope::from_str(&t.eol.normalize(&content));
+                    self.unsent = diff(&self.shadow, &self.crdt);
+                }
+                None => {
+                    self.crdt = self.shadow.clone();
+                    self.unsent = ChangeSet::identity(self.shadow.len_chars());
+                }
+            }
         } else {
             // The shared text wins over what the editor opened with, but
             // keystrokes typed since are replayed onto it, never dropped.
@@ -486,8 +581,8 @@ impl Replica {
             let pre = std::mem::replace(&mut self.pre_sync, ChangeSet::identity(0));
             let (typed, for_editor) = ChangeSet::transform(&pre, &to_shared)?;
             if !typed.is_identity() && !self.read_only {
-                self.apply_local_to_crdt(&typed)?;
-                self.unsent = for_editor;
+                let correction = self.apply_local_to_crdt(&typed)?;
+                self.unsent = for_editor.compose(&correction)?;
             } else {
                 self.unsent = diff(&self.shadow, &self.crdt);
             }
@@ -637,21 +732,47 @@ impl Replica {
             return Ok(());
         }
         let (for_crdt, for_editor) = ChangeSet::transform(&edit, &self.unsent)?;
-        self.apply_local_to_crdt(&for_crdt)?;
+        let correction = self.apply_local_to_crdt(&for_crdt)?;
         edit.apply(&mut self.shadow)?;
-        self.unsent = for_editor;
+        self.unsent = for_editor.compose(&correction)?;
         Ok(())
     }
 
     /// Applies a change set of the crdt rope to the `Y.Text` as local edits.
-    fn apply_local_to_crdt(&mut self, change: &ChangeSet) -> Result<(), ReplicaError> {
-        let edits = change.edits();
+    /// Returns the change that turns the expected text (`crdt` with
+    /// `change` applied) into the text `crdt` now holds: identity, except
+    /// when translated line breaks came out differently (a line break
+    /// typed next to a lone `\r`); the caller hands it to the editor.
+    fn apply_local_to_crdt(&mut self, change: &ChangeSet) -> Result<ChangeSet, ReplicaError> {
+        let shared_change = match &self.translation {
+            None => change.clone(),
+            Some(t) => {
+                // The same edits at the same lines and columns of the exact
+                // text, their line breaks written as the line they land in
+                // writes them.
+                let mut out = ChangeSet::identity(0);
+                let mut at = 0;
+                for (s, e, text) in change.edits() {
+                    let from = positions::shared_offset(&self.crdt, &t.shared, s).max(at);
+                    let to = positions::shared_offset(&self.crdt, &t.shared, e).max(from);
+                    let eol = positions::line_ending_at(&t.shared, from).unwrap_or(t.eol);
+                    out.retain(from - at);
+                    out.delete(to - from);
+                    out.insert(&eol.normalize(&text));
+                    at = to;
+                }
+                out.retain(t.shared.len_chars() - at);
+                out
+            }
+        };
+        let edits = shared_change.edits();
         {
+            let shared = self.shared_rope();
             let mut txn = self.doc.transact_mut_with(LOCAL);
             // Apply from the end so earlier offsets stay valid.
             for (start, end, text) in edits.iter().rev() {
-                let s = positions::char_to_utf16(&self.crdt, *start);
-                let e = positions::char_to_utf16(&self.crdt, *end);
+                let s = positions::char_to_utf16(shared, *start);
+                let e = positions::char_to_utf16(shared, *end);
                 if e > s {
                     self.text.remove_range(&mut txn, s, e - s);
                 }
@@ -660,8 +781,31 @@ impl Replica {
                 }
             }
         }
-        change.apply(&mut self.crdt)?;
-        Ok(())
+        if self.translation.is_none() {
+            change.apply(&mut self.crdt)?;
+            return Ok(ChangeSet::identity(self.crdt.len_chars()));
+        }
+        let actual = self.translate(shared_change)?;
+        if actual == *change {
+            change.apply(&mut self.crdt)?;
+            return Ok(ChangeSet::identity(change.target_len()));
+        }
+        let correction = invert(change, &self.crdt).compose(&actual)?;
+        let mut expected = self.crdt.clone();
+        change.apply(&mut expected)?;
+        actual.apply(&mut self.crdt)?;
+        // The same text reached another way (a line break inserted after
+        // the one it was typed before, say) needs no correction; the
+        // texts can differ only where the correction's edits are.
+        let edits = correction.edits();
+        let (lo, hi) = edits.iter().fold((usize::MAX, 0), |(lo, hi), (s, e, _)| (lo.min(*s), hi.max(*e)));
+        if lo <= hi {
+            let hi_actual = (hi + self.crdt.len_chars()).saturating_sub(expected.len_chars());
+            if hi_actual >= lo && expected.slice(lo..hi) == self.crdt.slice(lo..hi_actual) {
+                return Ok(ChangeSet::identity(change.target_len()));
+            }
+        }
+        Ok(correction)
     }
 
     /// The next edit to send to the editor, if one is due.

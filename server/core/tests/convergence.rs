@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 
 use weft_core::SharedDoc;
-use weft_core::positions::{Encoding, Pos};
+use weft_core::positions::{Encoding, LineEnding, Pos};
 use weft_core::replica::{EditRequest, EditorChange, Replica};
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::encoder::Encode;
@@ -102,6 +102,10 @@ enum ToBridge {
 
 struct Editor {
     text: Vec<char>,
+    /// Set for an editor that keeps one line ending per buffer and rewrites
+    /// every line break it is given (VS Code): on open, in the user's
+    /// typing and in the edits it applies.
+    eol: Option<LineEnding>,
     version: i32,
     enc: Encoding,
     inbox: VecDeque<EditRequest>,
@@ -136,6 +140,10 @@ impl Editor {
     /// Applies an LSP-style edit (range in this editor's encoding) and
     /// returns the change as the editor would report it.
     fn apply(&mut self, start: usize, end: usize, text: &str) -> EditorChange {
+        let text = &match self.eol {
+            Some(eol) => eol.normalize(text),
+            None => text.to_owned(),
+        };
         let range = (naive_pos(&self.text, start, self.enc), naive_pos(&self.text, end, self.enc));
         self.text.splice(start..end, text.chars());
         EditorChange { range: Some(range), text: text.to_owned() }
@@ -160,8 +168,16 @@ impl Sim {
                 (_, 2) => "fn main() {\r    🦀\n}\n".to_owned(),
                 _ => "other 日本\n".to_owned(),
             };
-            let bridge = Replica::new(1000 + i as u64, enc, 0, &initial);
-            let editor = Editor { text: initial.chars().collect(), version: 0, enc, inbox: VecDeque::new() };
+            let eol = [None, None, Some(LineEnding::Lf), Some(LineEnding::CrLf)][rng.below(4)];
+            let initial = match eol {
+                Some(eol) => eol.normalize(&initial),
+                None => initial,
+            };
+            let mut bridge = Replica::new(1000 + i as u64, enc, 0, &initial);
+            if let Some(eol) = eol {
+                bridge = bridge.with_line_ending(eol);
+            }
+            let editor = Editor { text: initial.chars().collect(), eol, version: 0, enc, inbox: VecDeque::new() };
             let mut peer = Peer {
                 editor,
                 bridge,
@@ -451,6 +467,13 @@ fn run_case(seed: u64, peers: usize, steps: usize, inserts_only: bool) -> Result
                 let states: Vec<_> = sim.peers.iter().map(|p| &p.bridge).collect();
                 return Err(format!("no quiescence; states: {states:?}"));
             }
+            // An editor and its bridge rewriting each other's text grow it
+            // without end (line breaks rewritten and sent back, say).
+            if rounds % 100 == 0
+                && (sim.hub_text().len() > 1 << 20 || sim.peers.iter().any(|p| p.editor.text.len() > 1 << 20))
+            {
+                return Err(format!("the shared text grew past 1 MiB after {rounds} rounds without typing"));
+            }
             sim.step(false);
         }
         // Quiet: every editor verifies its buffer, as extensions do when idle.
@@ -473,7 +496,12 @@ fn run_case(seed: u64, peers: usize, steps: usize, inserts_only: bool) -> Result
         let editor: String = peer.editor.text.iter().collect();
         let shadow = peer.bridge.editor_text();
         let shared = peer.bridge.shared_text();
-        if editor != hub || shadow != hub || shared != hub {
+        // An editor that rewrites line breaks is shown them translated.
+        let shown = match peer.editor.eol {
+            Some(eol) => eol.normalize(&hub),
+            None => hub.clone(),
+        };
+        if editor != shown || shadow != shown || shared != hub {
             return Err(format!(
                 "peer {i} diverged:\n  hub    {hub:?}\n  editor {editor:?}\n  shadow {shadow:?}\n  shared {shared:?}\n  \
                  state vectors (equal ones with different texts: one id names two blocks): hub {:?}, peer {:?}",

@@ -9,7 +9,7 @@
 //! content means its end, before the line break), not with
 //! `weft_core::positions`, so the two check each other.
 
-use weft_core::positions::{Encoding, Pos};
+use weft_core::positions::{Encoding, LineEnding, Pos};
 use weft_core::replica::{EditorChange, Replica};
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::decoder::Decode;
@@ -212,5 +212,85 @@ fn a_remote_edit_next_to_a_crlf_keeps_a_typed_lone_cr() {
         assert!(replica.is_settled(), "{enc:?}: {replica:?}");
         assert_eq!(text, "ab\rcd", "{enc:?}");
         assert_eq!(replica.editor_text(), "ab\rcd", "{enc:?}");
+    }
+}
+
+/// A remote update from a peer (client 3) that first catches up with
+/// `replica` and then runs `edit` on its `Y.Text` (UTF-16 offsets).
+fn peer_edit(replica: &Replica, edit: impl FnOnce(&yrs::TextRef, &mut yrs::TransactionMut)) -> Vec<u8> {
+    let peer = Doc::with_options(Options {
+        client_id: yrs::ClientID::new(3),
+        offset_kind: OffsetKind::Utf16,
+        ..Options::default()
+    });
+    let ytext = peer.get_or_insert_text(weft_core::CONTENT_TEXT);
+    peer.transact_mut().apply_update(Update::decode_v1(&replica.encode_state()).expect("state")).expect("apply");
+    let before = peer.transact().state_vector();
+    edit(&ytext, &mut peer.transact_mut());
+    peer.transact().encode_state_as_update_v1(&before)
+}
+
+#[test]
+fn an_editor_that_normalises_line_endings_is_shown_its_own_and_keeps_the_files() {
+    // VS Code keeps one line ending per buffer and rewrites every line
+    // break of an edit it applies. Shown the shared text's own line breaks,
+    // it rewrote them, the replica sent its rewrite to the shared text, and
+    // the two went on rewriting each other forever (decision 0005). With
+    // `with_line_ending` the editor sees its one ending, the file keeps
+    // what its writers wrote.
+    for enc in ALL {
+        for eol in [LineEnding::Lf, LineEnding::CrLf] {
+            let shared = "a\r\nb\nc\rd";
+            let shown = eol.normalize(shared);
+            let mut replica = Replica::new(1, enc, 0, "").with_line_ending(eol);
+            assert_eq!(replica.line_ending(), Some(eol));
+            assert!(replica.handle_sync(&step2(shared)).expect("step 2").is_empty());
+            let mut editor: Vec<char> = Vec::new();
+            let mut version = 0;
+            let case = format!("{eol:?} {enc:?}");
+            assert_eq!(settle(&mut replica, &mut editor, &mut version, enc), shown, "{case}");
+            assert!(replica.is_settled(), "{case}: {replica:?}");
+            assert!(replica.take_updates().is_empty(), "showing the text changed it: {case}");
+            assert_eq!(replica.shared_text(), shared, "{case}");
+
+            // A peer writes a CRLF and an LF line break: shown as `eol`.
+            let update = peer_edit(&replica, |text, txn| {
+                text.insert(txn, 1, "x\r\ny");
+                text.insert(txn, 9, "p\nq");
+            });
+            replica.apply_remote(&update).expect("remote");
+            let shared = "ax\r\ny\r\nb\np\nqc\rd";
+            assert_eq!(replica.shared_text(), shared, "{case}");
+            let request = replica.poll_edit().expect("an edit for the editor");
+            for (_, _, text) in &request.edits {
+                assert_eq!(*text, eol.normalize(text), "an edit with foreign line breaks: {case}");
+            }
+            // Hand it back unanswered to `settle`, which applies it.
+            replica.edit_answered(request.id, false).expect("answer");
+            replica.retry();
+            assert_eq!(settle(&mut replica, &mut editor, &mut version, enc), eol.normalize(shared), "{case}");
+            assert!(replica.take_updates().is_empty(), "the editor's echo went to the shared text: {case}");
+
+            // The user presses Enter on the CRLF line and on the LF line:
+            // each line break is written the way its line writes them.
+            let text: String = editor.iter().collect();
+            let after_x = text.find('x').expect("x") + 1;
+            let after_p = text.find('p').expect("p") + 1;
+            let mut changes = Vec::new();
+            for at in [after_p, after_x] {
+                let range = (position(&editor, at, enc), position(&editor, at, enc));
+                editor.splice(at..at, eol.as_str().chars());
+                changes.push(EditorChange { range: Some(range), text: eol.as_str().to_owned() });
+            }
+            version += 1;
+            replica.did_change(version, &changes).expect("typed");
+            assert!(!replica.take_updates().is_empty(), "{case}");
+            let shared = "ax\r\n\r\ny\r\nb\np\n\nqc\rd";
+            assert_eq!(replica.shared_text(), shared, "{case}");
+            assert_eq!(settle(&mut replica, &mut editor, &mut version, enc), eol.normalize(shared), "{case}");
+            assert!(replica.is_settled(), "{case}: {replica:?}");
+            assert!(replica.take_updates().is_empty(), "{case}");
+            assert_eq!(replica.editor_text(), eol.normalize(shared), "{case}");
+        }
     }
 }

@@ -29,7 +29,7 @@ use lsp_types::{
     ShowMessageParams, TextDocumentEdit, TextDocumentSyncCapability, TextDocumentSyncKind, TextEdit, Url,
     WorkspaceEdit,
 };
-use weft_core::positions::{Encoding, Pos};
+use weft_core::positions::{Encoding, LineEnding, Pos};
 use weft_core::replica::{EditRequest, EditorChange, Notice, Replica};
 use weft_protocol::lsp::{
     ConnectionState, JoinParams, JoinResult, ShareLinks, ShareParams, ShareResult, StatusResult, VerifyParams,
@@ -146,6 +146,10 @@ pub struct Bridge {
     progress: Option<Progress>,
     /// The client handles `window/showDocument` (follow mode).
     show_document: bool,
+    /// The client rewrites the line breaks of every edit it applies to its
+    /// buffer's one line ending (`workspace.workspaceEdit.normalizesLineEndings`,
+    /// VS Code): its replicas show it the shared text translated to it.
+    normalizes_line_endings: bool,
     presence: Presence,
     /// The last `weft/cursor` if some of its selections could not be
     /// anchored yet (retried until they can).
@@ -256,6 +260,13 @@ impl Bridge {
         };
         let show_document =
             params.capabilities.window.as_ref().and_then(|w| w.show_document.as_ref()).is_some_and(|s| s.support);
+        let normalizes_line_endings = params
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.workspace_edit.as_ref())
+            .and_then(|e| e.normalizes_line_endings)
+            .unwrap_or(false);
         let capabilities = lsp_types::ServerCapabilities {
             position_encoding: Some(PositionEncodingKind::from(enc.as_str())),
             text_document_sync: Some(TextDocumentSyncCapability::Options(lsp_types::TextDocumentSyncOptions {
@@ -275,7 +286,7 @@ impl Bridge {
         let text =
             encode(&Message::Response(Response::new_ok(id, result))).context("cannot encode the initialize answer")?;
         out.send(Some(text)).context("editor went away")?;
-        tracing::info!(encoding = enc.as_str(), %name, "initialized");
+        tracing::info!(encoding = enc.as_str(), %name, normalizes_line_endings, "initialized");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -306,6 +317,7 @@ impl Bridge {
             work_done_progress,
             progress: None,
             show_document,
+            normalizes_line_endings,
             presence: Presence::new(identity),
             cursor_retry: None,
             shutting_down: false,
@@ -474,9 +486,24 @@ impl Bridge {
         doc_id_under(&session.root, uri)
     }
 
+    /// A replica of an editor buffer at `version` holding `text`, shown
+    /// line breaks as `eol` if set.
+    fn new_replica(&self, version: i32, text: &str, eol: Option<LineEnding>) -> Replica {
+        Replica::new(fresh_client_id(), self.enc, version, text).with_line_ending(eol)
+    }
+
     fn did_open(&mut self, p: DidOpenTextDocumentParams) {
         let uri = p.text_document.uri;
-        let mut replica = Replica::new(fresh_client_id(), self.enc, p.text_document.version, &p.text_document.text);
+        // A normalising editor's buffer keeps the line ending it opened
+        // with; an empty or one-line file gets the platform's.
+        let eol = self.normalizes_line_endings.then(|| {
+            LineEnding::first_in(&p.text_document.text).unwrap_or(if cfg!(windows) {
+                LineEnding::CrLf
+            } else {
+                LineEnding::Lf
+            })
+        });
+        let mut replica = self.new_replica(p.text_document.version, &p.text_document.text, eol);
         if let Some(session) = &self.session {
             replica.set_read_only(session.role == Some(Role::Viewer));
         }
@@ -952,9 +979,11 @@ impl Bridge {
         let url = hub.ws_url(&id);
         let link = hub_link::start(self.runtime.handle(), url.clone(), tls.clone(), creds, self.hub_tx.clone());
         // Documents already open start over as the editor holds them now.
+        let enc = self.enc;
         for (uri, replica) in self.docs.iter_mut() {
             if doc_id_under(&root, uri).is_some() {
-                *replica = Replica::new(fresh_client_id(), self.enc, replica.version(), &replica.editor_text());
+                *replica = Replica::new(fresh_client_id(), enc, replica.version(), &replica.editor_text())
+                    .with_line_ending(replica.line_ending());
             }
         }
         let mirror = self.start_mirror(MirrorConfig {
@@ -1161,9 +1190,11 @@ impl Bridge {
         }
         let Some(session) = self.session.take() else { return };
         tracing::info!(session = %session.id, "left the session");
+        let enc = self.enc;
         for (uri, replica) in self.docs.iter_mut() {
             if doc_id_under(&session.root, uri).is_some() {
-                *replica = Replica::new(fresh_client_id(), self.enc, replica.version(), &replica.editor_text());
+                *replica = Replica::new(fresh_client_id(), enc, replica.version(), &replica.editor_text())
+                    .with_line_ending(replica.line_ending());
             }
         }
         self.pending_edits.clear();
