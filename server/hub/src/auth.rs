@@ -28,10 +28,18 @@ pub fn new_id() -> anyhow::Result<String> {
     random_id(12)
 }
 
+/// Never starts with `-`: ids and tokens are command-line arguments
+/// (`weft audit SESSION`, `--token TOKEN`), where a leading `-` reads as
+/// an option (one id in 64 did, and a test failed on it).
 fn random_id(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
-    Ok(URL_SAFE_NO_PAD.encode(buf))
+    loop {
+        getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+        let id = URL_SAFE_NO_PAD.encode(&buf);
+        if !id.starts_with('-') {
+            return Ok(id);
+        }
+    }
 }
 
 /// SHA-256 of a token, as stored.
@@ -249,6 +257,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_and_tokens_never_read_as_command_line_options() {
+        // One in 64 would start with '-' if nothing prevented it.
+        for _ in 0..2_000 {
+            assert!(!new_id().expect("id").starts_with('-'));
+            assert!(!new_token().expect("token").starts_with('-'));
+        }
+    }
 
     #[test]
     fn tokens_are_long_random_and_distinct() {
