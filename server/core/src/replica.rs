@@ -473,8 +473,7 @@ impl Replica {
         let deltas = self.captured.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
         for delta in deltas {
             let change = self.delta_to_change(&delta);
-            let change = self.translate(change)?;
-            change.apply(&mut self.crdt)?;
+            let change = self.apply_shared(change)?;
             self.unsent = self.unsent.compose(&change)?;
         }
         Ok(())
@@ -510,12 +509,15 @@ impl Replica {
     }
 
     /// Applies `change` (of the exact shared text) to the shared rope and
-    /// returns it as the editor sees it, over `crdt`; the same change when
-    /// line breaks are not translated. O(edit): each edit is widened by a
+    /// to `crdt`, and returns it as the editor sees it, over `crdt`: the
+    /// same change when line breaks are not translated. O(edit): each edit is widened by a
     /// `\r` before or a `\n` after (where two line breaks can become one
     /// or one two), translated, and trimmed to what really changed.
-    fn translate(&mut self, change: ChangeSet) -> Result<ChangeSet, ReplicaError> {
-        let Some(t) = &mut self.translation else { return Ok(change) };
+    fn apply_shared(&mut self, change: ChangeSet) -> Result<ChangeSet, ReplicaError> {
+        let Some(t) = &mut self.translation else {
+            change.apply(&mut self.crdt)?;
+            return Ok(change);
+        };
         let mut shared = t.shared.clone();
         let mut view = self.crdt.clone();
         let mut total = ChangeSet::identity(view.len_chars());
@@ -539,6 +541,7 @@ impl Replica {
             total = total.compose(&step)?;
         }
         t.shared = shared;
+        self.crdt = view;
         Ok(total)
     }
 
@@ -781,19 +784,14 @@ impl Replica {
                 }
             }
         }
-        if self.translation.is_none() {
-            change.apply(&mut self.crdt)?;
-            return Ok(ChangeSet::identity(self.crdt.len_chars()));
-        }
-        let actual = self.translate(shared_change)?;
+        let before = self.crdt.clone();
+        let actual = self.apply_shared(shared_change)?;
         if actual == *change {
-            change.apply(&mut self.crdt)?;
             return Ok(ChangeSet::identity(change.target_len()));
         }
-        let correction = invert(change, &self.crdt).compose(&actual)?;
-        let mut expected = self.crdt.clone();
+        let correction = invert(change, &before).compose(&actual)?;
+        let mut expected = before;
         change.apply(&mut expected)?;
-        actual.apply(&mut self.crdt)?;
         // The same text reached another way (a line break inserted after
         // the one it was typed before, say) needs no correction; the
         // texts can differ only where the correction's edits are.

@@ -173,10 +173,7 @@ impl Sim {
                 Some(eol) => eol.normalize(&initial),
                 None => initial,
             };
-            let mut bridge = Replica::new(1000 + i as u64, enc, 0, &initial);
-            if let Some(eol) = eol {
-                bridge = bridge.with_line_ending(eol);
-            }
+            let bridge = Replica::new(1000 + i as u64, enc, 0, &initial).with_line_ending(eol);
             let editor = Editor { text: initial.chars().collect(), eol, version: 0, enc, inbox: VecDeque::new() };
             let mut peer = Peer {
                 editor,

@@ -486,12 +486,6 @@ impl Bridge {
         doc_id_under(&session.root, uri)
     }
 
-    /// A replica of an editor buffer at `version` holding `text`, shown
-    /// line breaks as `eol` if set.
-    fn new_replica(&self, version: i32, text: &str, eol: Option<LineEnding>) -> Replica {
-        Replica::new(fresh_client_id(), self.enc, version, text).with_line_ending(eol)
-    }
-
     fn did_open(&mut self, p: DidOpenTextDocumentParams) {
         let uri = p.text_document.uri;
         // A normalising editor's buffer keeps the line ending it opened
@@ -503,7 +497,8 @@ impl Bridge {
                 LineEnding::Lf
             })
         });
-        let mut replica = self.new_replica(p.text_document.version, &p.text_document.text, eol);
+        let mut replica = Replica::new(fresh_client_id(), self.enc, p.text_document.version, &p.text_document.text)
+            .with_line_ending(eol);
         if let Some(session) = &self.session {
             replica.set_read_only(session.role == Some(Role::Viewer));
         }
@@ -979,13 +974,7 @@ impl Bridge {
         let url = hub.ws_url(&id);
         let link = hub_link::start(self.runtime.handle(), url.clone(), tls.clone(), creds, self.hub_tx.clone());
         // Documents already open start over as the editor holds them now.
-        let enc = self.enc;
-        for (uri, replica) in self.docs.iter_mut() {
-            if doc_id_under(&root, uri).is_some() {
-                *replica = Replica::new(fresh_client_id(), enc, replica.version(), &replica.editor_text())
-                    .with_line_ending(replica.line_ending());
-            }
-        }
+        start_over(&mut self.docs, &root, self.enc);
         let mirror = self.start_mirror(MirrorConfig {
             root: root.clone(),
             side,
@@ -1190,13 +1179,7 @@ impl Bridge {
         }
         let Some(session) = self.session.take() else { return };
         tracing::info!(session = %session.id, "left the session");
-        let enc = self.enc;
-        for (uri, replica) in self.docs.iter_mut() {
-            if doc_id_under(&session.root, uri).is_some() {
-                *replica = Replica::new(fresh_client_id(), enc, replica.version(), &replica.editor_text())
-                    .with_line_ending(replica.line_ending());
-            }
-        }
+        start_over(&mut self.docs, &session.root, self.enc);
         self.pending_edits.clear();
         if !self.closed.is_empty() {
             tracing::warn!(
@@ -1219,6 +1202,17 @@ fn root_path(root: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The doc id of `uri` if it is a file under `root`.
+/// Replaces the replica of every document under `root` with a fresh one
+/// holding what the editor holds now (same version, same line ending).
+fn start_over(docs: &mut HashMap<Url, Replica>, root: &Path, enc: Encoding) {
+    for (uri, replica) in docs.iter_mut() {
+        if doc_id_under(root, uri).is_some() {
+            *replica = Replica::new(fresh_client_id(), enc, replica.version(), &replica.editor_text())
+                .with_line_ending(replica.line_ending());
+        }
+    }
+}
+
 fn doc_id_under(root: &Path, uri: &Url) -> Option<DocId> {
     weft_workspace::scan::doc_id(root, &uri.to_file_path().ok()?)
 }
