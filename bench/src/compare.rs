@@ -9,13 +9,15 @@
 //! headline), B4 one session of 200 peers, B5 memory of idle documents and
 //! connections (then a writer per session), B10K 10,000 connections (2,500
 //! sessions of 4, a writer each at 1 keystroke/s), B6 100 peers joining a large
-//! document at once, B8 cursor (awareness) traffic, and the TCP ping-pong
+//! document at once, B7 real editing traces replayed as Yjs updates
+//! ([`crate::trace_load`]), B8 cursor (awareness) traffic, and the TCP ping-pong
 //! floor. A run that loses a delivery or does not converge is reported as
 //! a failure, however fast.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
@@ -26,8 +28,12 @@ use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, Trans
 
 use crate::load::{self, Conn, Outcome, Phase, Plan, Traffic};
 use crate::servers::{self, Kind, Paths, Server};
-use crate::trace::Trace;
+use crate::trace::{self, Trace};
+use crate::trace_load::{self, Cut};
 use crate::wire;
+
+/// B7: peers per room that only read, beside one writer per agent.
+const B7_READERS: usize = 4;
 
 /// The generator's core; servers run on the other.
 const GENERATOR_CORE: usize = 0;
@@ -43,7 +49,10 @@ pub struct CompareOptions {
     pub traces_dir: std::path::PathBuf,
 }
 
-pub const SCENARIOS: [&str; 9] = ["B1", "B2", "B3", "B4", "B5", "B10K", "B6", "B8", "TCP"];
+pub const SCENARIOS: [&str; 10] = ["B1", "B2", "B3", "B4", "B5", "B10K", "B6", "B7", "B8", "TCP"];
+
+/// B7's traces: two sequential, one concurrent (one writer per agent).
+pub const B7_TRACES: [&str; 3] = ["sequential/seph-blog1", "sequential/rustcode", "concurrent/clownschool"];
 
 pub fn parse_options<'a>(
     mut it: impl Iterator<Item = &'a String>,
@@ -97,6 +106,8 @@ struct Measured {
     joins_ms: Vec<f64>,
     /// Deliveries while `cpu` was counted (warm-up included).
     all_delivered: u64,
+    /// Peers connected (for memory per connection).
+    connections: usize,
     error: Option<String>,
 }
 
@@ -109,6 +120,7 @@ impl Measured {
             connect_kib: 0,
             joins_ms: Vec::new(),
             all_delivered: 0,
+            connections: 0,
             error: Some(err),
         }
     }
@@ -171,6 +183,13 @@ pub fn run(opts: &CompareOptions, paths: &Paths) -> anyhow::Result<()> {
             eprintln!("{line}");
             continue;
         }
+        if id == "B7" {
+            for name in B7_TRACES {
+                let results = replay_trace(&rt, opts, paths, name)?;
+                let _ = writeln!(report, "{}", table(&format!("B7 {name}"), &results));
+            }
+            continue;
+        }
         let seed = if id == "B6" { Some(seed_document(&opts.traces_dir)?) } else { None };
         let mut results: BTreeMap<Kind, Vec<Measured>> = BTreeMap::new();
         for round in 0..opts.rounds {
@@ -193,6 +212,72 @@ pub fn run(opts: &CompareOptions, paths: &Paths) -> anyhow::Result<()> {
     }
     println!("{report}");
     Ok(())
+}
+
+/// B7 for one trace: prepares it once, then replays it on every server in
+/// every round.
+fn replay_trace(
+    rt: &tokio::runtime::Runtime,
+    opts: &CompareOptions,
+    paths: &Paths,
+    name: &str,
+) -> anyhow::Result<BTreeMap<Kind, Vec<Measured>>> {
+    let began = std::time::Instant::now();
+    let history = trace::History::load(&opts.traces_dir, name)?;
+    let cut = if opts.quick { Cut::Samples { rooms: 4, seconds: 3.0 } } else { Cut::Whole { rooms: 60 } };
+    let prepared = Arc::new(trace_load::prepare(&history, cut)?);
+    eprintln!(
+        "weft-bench compare: B7 {name}: {} updates from {} agent(s) in {} segments of up to {:.0} s, prepared in {:.1} s",
+        prepared.steps.len(),
+        prepared.agents,
+        prepared.segments.len(),
+        prepared.longest_s(),
+        began.elapsed().as_secs_f64()
+    );
+    let mut results: BTreeMap<Kind, Vec<Measured>> = BTreeMap::new();
+    for round in 0..opts.rounds {
+        for &kind in &opts.servers {
+            eprintln!("weft-bench compare: B7 {name} round {} of {}: {}", round + 1, opts.rounds, kind.name());
+            let measured = rt.block_on(async {
+                let mut server = Server::start(kind, SERVER_CORE, paths, round)?;
+                let result = replay_on(&server, &prepared).await;
+                if !server.alive() {
+                    bail!("{} died during the run; its log:\n{}", kind.name(), server.log());
+                }
+                result
+            });
+            let measured = measured.unwrap_or_else(|err| Measured::failed(format!("{err:#}")));
+            match &measured.error {
+                Some(err) => eprintln!("  failed: {err}"),
+                None => eprintln!("  {}", brief("B7", &measured)),
+            }
+            results.entry(kind).or_default().push(measured);
+        }
+    }
+    Ok(results)
+}
+
+async fn replay_on(server: &Server, prepared: &Arc<trace_load::Prepared>) -> anyhow::Result<Measured> {
+    let rooms = server.rooms(prepared.segments.len(), "trace").await?;
+    let (rss_before, _) = server.rss_kib();
+    let plan = trace_load::Plan { rooms, readers: B7_READERS, drain: Duration::from_secs(20) };
+    let (outcome, (connected_rss, connected_cpu)) = trace_load::run(Arc::clone(prepared), plan, || {
+        let (rss, _) = server.rss_kib();
+        (rss, server.cpu())
+    })
+    .await?;
+    let cpu = server.cpu().saturating_sub(connected_cpu);
+    let (_, peak) = server.rss_kib();
+    Ok(Measured {
+        all_delivered: total_delivered(&outcome),
+        outcome: Some(outcome),
+        cpu,
+        peak_kib: peak,
+        connect_kib: connected_rss as i64 - rss_before as i64,
+        joins_ms: Vec::new(),
+        connections: prepared.segments.len() * (prepared.agents + B7_READERS),
+        error: None,
+    })
 }
 
 fn header(opts: &CompareOptions) -> String {
@@ -252,6 +337,7 @@ async fn fan_out(id: &str, server: &Server, quick: bool) -> anyhow::Result<Measu
         connect_kib: connected_rss as i64 - rss_before as i64,
         joins_ms: Vec::new(),
         all_delivered,
+        connections: rooms_for(id) * plan_peers(id),
         error: None,
     })
 }
@@ -283,7 +369,7 @@ fn seed_document(traces: &Path) -> anyhow::Result<Seed> {
 }
 
 /// Applies `update` to a fresh document and returns its text.
-fn text_of(update: &[u8]) -> anyhow::Result<String> {
+pub(crate) fn text_of(update: &[u8]) -> anyhow::Result<String> {
     let doc = Doc::new();
     let text = doc.get_or_insert_text(wire::ROOT);
     doc.transact_mut().apply_update(Update::decode_v1(update)?)?;
@@ -349,6 +435,7 @@ async fn joins(server: &Server, seed: &Seed, quick: bool) -> anyhow::Result<Meas
         connect_kib: rss as i64 - rss_before as i64,
         joins_ms,
         all_delivered: 0,
+        connections: n,
         error: None,
     })
 }
@@ -545,11 +632,7 @@ fn table(id: &str, results: &BTreeMap<Kind, Vec<Measured>>) -> String {
             })
             .collect();
         let cpu: Vec<f64> = ok.iter().map(|(m, _)| m.cpu.as_secs_f64() * 1e6 / m.all_delivered.max(1) as f64).collect();
-        let conns = |o: &Outcome| -> f64 {
-            let _ = o;
-            (rooms_for(id) * plan_peers(id)) as f64
-        };
-        let mem: Vec<f64> = ok.iter().map(|(m, o)| m.connect_kib as f64 / conns(o)).collect();
+        let mem: Vec<f64> = ok.iter().map(|(m, _)| m.connect_kib as f64 / m.connections.max(1) as f64).collect();
         let lost: u64 =
             ok.iter().map(|(_, o)| o.phases.iter().map(|p| if id == "B3" { 0 } else { p.lost() }).sum::<u64>()).sum();
         let _ = writeln!(

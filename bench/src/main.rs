@@ -28,6 +28,7 @@ mod replay;
 mod report;
 mod servers;
 mod trace;
+mod trace_load;
 mod typist;
 mod wire;
 
@@ -78,7 +79,8 @@ options:
 compare: weft's hub against y-sweet 0.9.1, @y/websocket-server 0.1.1,
 @hocuspocus/server 4.7.0 and a no-CRDT relay floor, one load generator,
 servers interleaved per round, generator and server on different cores
-(scenarios B1-B6, B8, B10K and a TCP ping-pong floor; docs/benchmarks.md).
+(scenarios B1-B8, B10K and a TCP ping-pong floor; docs/benchmarks.md; B7 replays
+seph-blog1, rustcode and the concurrent clownschool from the traces dir).
 Install the peers first: bash scripts/bench-peers.
 
 options:
@@ -88,6 +90,7 @@ options:
   --servers LIST  comma-separated of weft, y-sweet, y-websocket,
                   hocuspocus, relay (default: all), and weft-baseline:
                   the weft binary WEFT_BASELINE_BIN (before/after numbers)
+  --traces DIR    where the traces are (default: ../shared/traces)
 
 WEFT_BIN selects the weft binary; without it target/release/weft is built
 and used. WEFT_TEST_LOG sets the processes' log filter (default info).";

@@ -106,6 +106,165 @@ impl Trace {
     }
 }
 
+/// One transaction of a trace, with its time and (for concurrent traces)
+/// its author and causal parents.
+#[derive(Debug, Clone)]
+pub struct Txn {
+    /// Seconds since the trace's first transaction. Trace times have
+    /// one-second resolution; the transactions sharing a second are spread
+    /// evenly over it.
+    pub at: f64,
+    /// The agent (editor) that made it; 0 in a sequential trace.
+    pub agent: usize,
+    /// Indexes of the transactions it was made on top of (concurrent
+    /// traces); in a sequential trace, the one before.
+    pub parents: Vec<usize>,
+    /// Applied in order to the text as its agent saw it.
+    pub patches: Vec<Patch>,
+}
+
+/// A trace kept as its transactions, sequential or concurrent.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub name: String,
+    pub agents: usize,
+    pub start: String,
+    pub end: String,
+    pub txns: Vec<Txn>,
+}
+
+#[derive(Deserialize)]
+struct RawHistory {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(rename = "numAgents", default)]
+    num_agents: Option<usize>,
+    #[serde(rename = "startContent", default)]
+    start_content: String,
+    #[serde(rename = "endContent")]
+    end_content: String,
+    txns: Vec<RawTimedTxn>,
+}
+
+#[derive(Deserialize)]
+struct RawTimedTxn {
+    time: String,
+    #[serde(default)]
+    agent: Option<usize>,
+    #[serde(default)]
+    parents: Option<Vec<usize>>,
+    patches: Vec<(usize, usize, String)>,
+}
+
+impl History {
+    /// Loads `dir/NAME.json.gz`, sequential or concurrent. Fails on a
+    /// transaction whose parents do not come before it, or whose agent is
+    /// out of range.
+    pub fn load(dir: &Path, name: &str) -> anyhow::Result<History> {
+        let path = path_of(dir, name);
+        let file = std::fs::File::open(&path).with_context(|| format!("opening trace {}", path.display()))?;
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut json)
+            .with_context(|| format!("decompressing {}", path.display()))?;
+        let raw: RawHistory =
+            serde_json::from_slice(&json).with_context(|| format!("{} is not an editing trace", path.display()))?;
+        let concurrent = match raw.kind.as_deref() {
+            None => false,
+            Some("concurrent") => true,
+            Some(other) => bail!("{name}: unknown trace kind {other:?}"),
+        };
+        let agents = if concurrent { raw.num_agents.context("a concurrent trace without numAgents")? } else { 1 };
+        let mut seconds = Vec::with_capacity(raw.txns.len());
+        for (i, t) in raw.txns.iter().enumerate() {
+            seconds.push(parse_time(&t.time).with_context(|| format!("{name}: txn {i}: time {:?}", t.time))?);
+        }
+        let at = spread_within_seconds(&seconds);
+        let mut txns = Vec::with_capacity(raw.txns.len());
+        for (i, (t, at)) in raw.txns.into_iter().zip(at).enumerate() {
+            let parents = if concurrent {
+                t.parents.with_context(|| format!("{name}: txn {i} has no parents"))?
+            } else {
+                i.checked_sub(1).into_iter().collect()
+            };
+            ensure!(parents.iter().all(|&p| p < i), "{name}: txn {i} names a parent that does not come before it");
+            let agent = if concurrent { t.agent.with_context(|| format!("{name}: txn {i} has no agent"))? } else { 0 };
+            ensure!(agent < agents, "{name}: txn {i} is by agent {agent} of {agents}");
+            let patches = t.patches.into_iter().map(|(pos, del, ins)| Patch { pos, del, ins }).collect();
+            txns.push(Txn { at, agent, parents, patches });
+        }
+        Ok(History { name: name.to_owned(), agents, start: raw.start_content, end: raw.end_content, txns })
+    }
+}
+
+/// Seconds since the first time, with the times that share a second
+/// spread evenly over it (trace times have one-second resolution: a burst
+/// of equal stamps was typed over that second, not in one instant).
+fn spread_within_seconds(seconds: &[f64]) -> Vec<f64> {
+    let first = seconds.first().copied().unwrap_or(0.0);
+    let mut out = Vec::with_capacity(seconds.len());
+    let mut i = 0;
+    while i < seconds.len() {
+        let run = seconds[i..].iter().take_while(|&&s| s == seconds[i]).count();
+        for j in 0..run {
+            out.push(seconds[i] - first + j as f64 / run as f64);
+        }
+        i += run;
+    }
+    out
+}
+
+/// Seconds since the Unix epoch of an ISO-8601 time as the traces write
+/// it: `YYYY-MM-DDTHH:MM:SS`, optional fraction, then `Z` or `±HH:MM`.
+pub fn parse_time(s: &str) -> anyhow::Result<f64> {
+    let b = s.as_bytes();
+    ensure!(
+        b.len() >= 19 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':',
+        "not an ISO-8601 time"
+    );
+    let num = |r: std::ops::Range<usize>| -> anyhow::Result<i64> {
+        let part = s.get(r).context("not an ISO-8601 time")?;
+        ensure!(part.bytes().all(|c| c.is_ascii_digit()), "not an ISO-8601 time");
+        Ok(part.parse()?)
+    };
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    ensure!((1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && sec < 61, "not an ISO-8601 time");
+    let mut rest = s.get(19..).context("not an ISO-8601 time")?;
+    let mut frac = 0.0;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        ensure!(digits > 0, "not an ISO-8601 time");
+        frac = format!("0.{}", &r[..digits]).parse()?;
+        rest = &r[digits..];
+    }
+    let offset = match rest {
+        "Z" | "" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => bail!("not an ISO-8601 time"),
+            };
+            ensure!(rest.len() == 6 && rest.as_bytes()[3] == b':', "not an ISO-8601 time");
+            let part = |r: std::ops::Range<usize>| -> anyhow::Result<i64> {
+                let p = rest.get(r).context("not an ISO-8601 time")?;
+                ensure!(p.bytes().all(|c| c.is_ascii_digit()), "not an ISO-8601 time");
+                Ok(p.parse()?)
+            };
+            sign * (part(1..3)? * 3600 + part(4..6)? * 60)
+        }
+    };
+    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+    // days_from_civil).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok((days * 86_400 + h * 3600 + mi * 60 + sec - offset) as f64 + frac)
+}
+
 /// Applies `p` to `rope`; fails (changing nothing) if it reaches past the end.
 pub fn apply(rope: &mut Rope, p: &Patch) -> anyhow::Result<()> {
     let len = rope.len_chars();
@@ -152,6 +311,29 @@ mod tests {
         );
         assert_eq!(t.text_after(1)?, "a🦀日本");
         assert_eq!(t.text_after(0)?, "a🦀b");
+        Ok(())
+    }
+
+    #[test]
+    fn times_parse_and_spread_within_their_second() -> anyhow::Result<()> {
+        assert_eq!(parse_time("1970-01-01T00:00:00Z")?, 0.0);
+        assert_eq!(parse_time("2021-05-19T07:22:46.000Z")?, 1_621_408_966.0);
+        assert_eq!(parse_time("2023-11-22T03:57:32+00:00")?, 1_700_625_452.0);
+        assert_eq!(parse_time("2023-11-22T05:57:32.5+02:00")?, 1_700_625_452.5);
+        for bad in [
+            "",
+            "2023-11-22",
+            "2023-13-22T03:57:32Z",
+            "2023-11-22T03:57:32+0200",
+            "2023-11-22T03:57:3é",
+            "2023-11-22T03:57:32.Z",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            spread_within_seconds(&[10.0, 10.0, 10.0, 10.0, 11.0, 13.0, 13.0]),
+            vec![0.0, 0.25, 0.5, 0.75, 1.0, 3.0, 3.5]
+        );
         Ok(())
     }
 
