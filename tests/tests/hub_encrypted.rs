@@ -69,8 +69,14 @@ async fn write_marked_docs(hub: &HubProcess, session: &str, owner: &str) -> anyh
         Err(closed) => anyhow::bail!("y-websocket peer refused: {closed:?}"),
     };
     y.send(y_insert_message(72, &format!("from yjs: {MARKER}"))).await?;
-    // Relays follow persistence: once `a` has it, it is on disk.
     a.pump_until("the y-websocket edit", T, |p| p.text(Y_DOC).contains(MARKER)).await?;
+    // Relays go out before the disk sync (decision 0010), so `a` holding
+    // the edit does not mean it is on disk. One log writer commits in
+    // order: once a later edit of `a` is acknowledged, the y-websocket
+    // edit is durable too (the test kills the hub next).
+    let len = a.char_len(DOCS[0]);
+    a.insert(DOCS[0], len, "after the y-websocket edit\n").await?;
+    a.wait_acked().await?;
     let texts = DOCS.iter().chain([&Y_DOC]).map(|d| a.text(d)).collect();
     a.close().await;
     Ok(texts)
