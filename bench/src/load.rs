@@ -318,6 +318,13 @@ pub async fn run_with<T>(plan: Plan, on_connected: impl FnOnce() -> T) -> anyhow
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop_tx.send(true);
+    let results = join_peers(tasks).await?;
+    Ok((summarise(&ctx, results, connect), sample))
+}
+
+/// Waits for every peer task (told to stop already) and collects their
+/// results; the first failure ends the wait.
+pub(crate) async fn join_peers<R>(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<R>>>) -> anyhow::Result<Vec<R>> {
     let mut results = Vec::new();
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(30), task).await {
@@ -327,7 +334,7 @@ pub async fn run_with<T>(plan: Plan, on_connected: impl FnOnce() -> T) -> anyhow
             Err(_) => bail!("a peer did not stop within 30 s"),
         }
     }
-    Ok((summarise(&ctx, results, connect), sample))
+    Ok(results)
 }
 
 async fn fail<T>(
@@ -520,7 +527,8 @@ fn empty_result(part: Part, n: usize) -> PeerResult {
     }
 }
 
-async fn sleep_opt(at: Option<Instant>) {
+/// Sleeps until `at`, or forever without one (a `select!` arm that never fires).
+pub(crate) async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

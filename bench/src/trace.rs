@@ -62,18 +62,22 @@ pub fn path_of(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.json.gz"))
 }
 
+/// Reads and parses the gzip-compressed JSON of trace `name` under `dir`.
+fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> anyhow::Result<T> {
+    let path = path_of(dir, name);
+    let file = std::fs::File::open(&path).with_context(|| format!("opening trace {}", path.display()))?;
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut json)
+        .with_context(|| format!("decompressing {}", path.display()))?;
+    serde_json::from_slice(&json).with_context(|| format!("{} is not an editing trace", path.display()))
+}
+
 impl Trace {
     /// Loads `dir/NAME.json.gz`. Concurrent traces are refused: their
     /// positions are relative to each agent's view, not to one document.
     pub fn load(dir: &Path, name: &str) -> anyhow::Result<Trace> {
-        let path = path_of(dir, name);
-        let file = std::fs::File::open(&path).with_context(|| format!("opening trace {}", path.display()))?;
-        let mut json = Vec::new();
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut json)
-            .with_context(|| format!("decompressing {}", path.display()))?;
-        let raw: RawTrace =
-            serde_json::from_slice(&json).with_context(|| format!("{} is not an editing trace", path.display()))?;
+        let raw: RawTrace = read_json(dir, name)?;
         if let Some(kind) = raw.kind.as_deref() {
             bail!("{name} is a {kind:?} trace; only sequential traces (one document, one history) can be replayed");
         }
@@ -161,14 +165,7 @@ impl History {
     /// transaction whose parents do not come before it, or whose agent is
     /// out of range.
     pub fn load(dir: &Path, name: &str) -> anyhow::Result<History> {
-        let path = path_of(dir, name);
-        let file = std::fs::File::open(&path).with_context(|| format!("opening trace {}", path.display()))?;
-        let mut json = Vec::new();
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut json)
-            .with_context(|| format!("decompressing {}", path.display()))?;
-        let raw: RawHistory =
-            serde_json::from_slice(&json).with_context(|| format!("{} is not an editing trace", path.display()))?;
+        let raw: RawHistory = read_json(dir, name)?;
         let concurrent = match raw.kind.as_deref() {
             None => false,
             Some("concurrent") => true,
@@ -214,6 +211,13 @@ fn spread_within_seconds(seconds: &[f64]) -> Vec<f64> {
     out
 }
 
+/// The decimal number written in `s[r]`, digits only.
+fn digits(s: &str, r: std::ops::Range<usize>) -> anyhow::Result<i64> {
+    let part = s.get(r).context("not an ISO-8601 time")?;
+    ensure!(part.bytes().all(|c| c.is_ascii_digit()), "not an ISO-8601 time");
+    Ok(part.parse()?)
+}
+
 /// Seconds since the Unix epoch of an ISO-8601 time as the traces write
 /// it: `YYYY-MM-DDTHH:MM:SS`, optional fraction, then `Z` or `±HH:MM`.
 pub fn parse_time(s: &str) -> anyhow::Result<f64> {
@@ -222,11 +226,7 @@ pub fn parse_time(s: &str) -> anyhow::Result<f64> {
         b.len() >= 19 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':',
         "not an ISO-8601 time"
     );
-    let num = |r: std::ops::Range<usize>| -> anyhow::Result<i64> {
-        let part = s.get(r).context("not an ISO-8601 time")?;
-        ensure!(part.bytes().all(|c| c.is_ascii_digit()), "not an ISO-8601 time");
-        Ok(part.parse()?)
-    };
+    let num = |r: std::ops::Range<usize>| digits(s, r);
     let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
     ensure!((1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && sec < 61, "not an ISO-8601 time");
     let mut rest = s.get(19..).context("not an ISO-8601 time")?;
@@ -246,12 +246,7 @@ pub fn parse_time(s: &str) -> anyhow::Result<f64> {
                 _ => bail!("not an ISO-8601 time"),
             };
             ensure!(rest.len() == 6 && rest.as_bytes()[3] == b':', "not an ISO-8601 time");
-            let part = |r: std::ops::Range<usize>| -> anyhow::Result<i64> {
-                let p = rest.get(r).context("not an ISO-8601 time")?;
-                ensure!(p.bytes().all(|c| c.is_ascii_digit()), "not an ISO-8601 time");
-                Ok(p.parse()?)
-            };
-            sign * (part(1..3)? * 3600 + part(4..6)? * 60)
+            sign * (digits(rest, 1..3)? * 3600 + digits(rest, 4..6)? * 60)
         }
     };
     // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's

@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
@@ -42,7 +42,7 @@ use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, Transact, Update};
 
 use crate::compare::text_of;
-use crate::load::{Conn, Outcome, PhaseStats};
+use crate::load::{Conn, Outcome, PhaseStats, join_peers, sleep_opt};
 use crate::servers::{Dialect, Room};
 use crate::trace::{History, apply};
 use crate::wire::{self, Incoming};
@@ -356,7 +356,6 @@ struct Ctx {
     room_start: Vec<u64>,
     delivered: AtomicU64,
     expected: AtomicU64,
-    stop: AtomicBool,
 }
 
 struct PeerResult {
@@ -410,7 +409,6 @@ pub async fn run<T>(
         prepared: Arc::clone(&prepared),
         delivered: AtomicU64::new(0),
         expected: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
     });
     let epoch = Instant::now() + Duration::from_millis(50);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -438,17 +436,8 @@ pub async fn run<T>(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    ctx.stop.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
-    let mut results = Vec::new();
-    for task in tasks {
-        match tokio::time::timeout(Duration::from_secs(30), task).await {
-            Ok(Ok(Ok(r))) => results.push(r),
-            Ok(Ok(Err(err))) => return Err(err.context("a peer failed")),
-            Ok(Err(err)) => bail!("a peer task panicked: {err}"),
-            Err(_) => bail!("a peer did not stop within 30 s"),
-        }
-    }
+    let results = join_peers(tasks).await?;
     let mut phase = PhaseStats {
         rate: prepared.steps.len() as f64 / (span as f64 / 1e6),
         duration: Duration::from_micros(span),
@@ -589,7 +578,7 @@ async fn peer(
             _ = stop.changed() => break,
             msg = conn.recv() => {
                 let Some(msg) = msg? else {
-                    if *stop.borrow() || ctx.stop.load(Ordering::Relaxed) { break }
+                    if *stop.borrow() { break }
                     bail!("the server closed a connection during the replay (room {room})");
                 };
                 on_message(&ctx, room, own, &mut seen, &mut result, doc.as_ref(), &msg, epoch)?;
@@ -619,13 +608,6 @@ async fn peer(
     }
     conn.close().await;
     Ok(result)
-}
-
-async fn sleep_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[expect(clippy::too_many_arguments, reason = "one receiver's whole state, passed by reference")]
