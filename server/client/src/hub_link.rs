@@ -2,7 +2,10 @@
 //! reconnect with backoff when the connection drops.
 //!
 //! It runs as one tokio task and talks to the bridge's (synchronous) main
-//! loop through channels: [`HubEvent`]s in, binary frames out. It keeps no
+//! loop through channels: [`HubEvent`]s in, binary frames out. Frames
+//! queued while it was writing are written together, runs of updates to
+//! one document merged into one ([`crate::coalesce`]); the hub's acks are
+//! translated back to counts of queued frames. It keeps no
 //! document state: after a reconnect the bridge resynchronises every
 //! document with state vectors, so frames queued while disconnected are
 //! dropped rather than replayed (the CRDT already holds their content).
@@ -19,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use weft_protocol::{ClientControl, ClientKind, ErrorCode, PROTOCOL_VERSION, Role, ServerControl};
 
+use crate::coalesce::{MAX_BATCH, Seqs, coalesce};
 use crate::tls::ClientTls;
 
 /// What the hub link tells the bridge.
@@ -244,11 +248,27 @@ async fn session(
         }
     }
     // Pump until either side ends.
+    let mut seqs = Seqs::default();
     loop {
         tokio::select! {
             frame = out.recv() => match frame {
                 Some(frame) => {
-                    if let Err(err) = ws.send(frame).await {
+                    // Everything queued meanwhile goes in the same write,
+                    // its runs of updates merged (see coalesce).
+                    let mut batch = vec![frame];
+                    while batch.len() < MAX_BATCH {
+                        match out.try_recv() {
+                            Ok(frame) => batch.push(frame),
+                            Err(_) => break,
+                        }
+                    }
+                    for wire in coalesce(batch) {
+                        seqs.sent(&wire);
+                        if let Err(err) = ws.feed(wire.msg).await {
+                            return Ended::Retry(format!("sending failed: {err}"));
+                        }
+                    }
+                    if let Err(err) = ws.flush().await {
                         return Ended::Retry(format!("sending failed: {err}"));
                     }
                 }
@@ -265,6 +285,13 @@ async fn session(
                 }
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerControl>(text.as_str()) {
                     Ok(ServerControl::Kick { code, message }) if is_final(code) => return Ended::Final(code, message),
+                    Ok(ServerControl::Ack { seq }) => {
+                        if let Some(seq) = seqs.acked(seq)
+                            && events.send(HubEvent::Control(ServerControl::Ack { seq })).is_err()
+                        {
+                            return Ended::Stopped;
+                        }
+                    }
                     Ok(ctrl) => {
                         if events.send(HubEvent::Control(ctrl)).is_err() {
                             return Ended::Stopped;

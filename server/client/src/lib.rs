@@ -3,9 +3,11 @@
 //!
 //! [`link`] parses share links and hub addresses; [`hub_api`] makes the few
 //! REST calls sharing needs; [`hub_link`] is the reconnecting WebSocket
-//! with its events; [`tls`] decides whom to trust and when plain
+//! with its events, which merges queued updates before writing them
+//! (`coalesce`); [`tls`] decides whom to trust and when plain
 //! connections are allowed. Nothing here knows LSP or holds document state.
 
+mod coalesce;
 pub mod hub_api;
 pub mod hub_link;
 pub mod link;
