@@ -215,14 +215,25 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a tokio runtime")
 }
 
-/// Sleeps until `due` (thread sleep: ~50–100 µs of slack, not tokio's 1 ms).
+/// How long before a due time [`sleep_until`] stops sleeping and spins: a
+/// thread sleep overshoots by ~50–150 µs here, which would be counted
+/// against the pipeline as latency.
+const SPIN: Duration = Duration::from_micros(300);
+
+/// Waits until `due`: a thread sleep to within [`SPIN`] of it, then a spin,
+/// so a patch is sent at its due time (a typist's keystroke is not late).
 fn sleep_until(due: Instant) {
     loop {
         let now = Instant::now();
         if now >= due {
             return;
         }
-        std::thread::sleep(due - now);
+        let left = due - now;
+        if left > SPIN {
+            std::thread::sleep(left - SPIN);
+        } else {
+            std::hint::spin_loop();
+        }
     }
 }
 
