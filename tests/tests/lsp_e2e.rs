@@ -185,6 +185,43 @@ async fn a_burst_of_a_thousand_changes_arrives_in_order() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A hub that slows a peer to 2 frames a second after a burst of 20: a
+/// bridge typing 400 changes without pause must still get them all across
+/// in far less than the 190 s they would take one frame each. Its hub link
+/// keeps at most a small window of updates unacknowledged and merges what
+/// queues up behind it, so the throttled peer spends its frames on merged
+/// updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_burst_arrives_merged() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = HubProcess::start_with(&dir.path().join("hub"), &["--rate-frames", "2", "--burst-frames", "20"])?;
+    let root = dir.path().join("w");
+    let uri = write(&root, "fast.txt", "")?;
+    let logs = dir.path().join("logs");
+    let mut a = LspEditor::spawn_with(&logs, "agent", &[], &[("WEFT_HUB_TOKEN", &hub.admin)])?;
+    a.initialize("utf-16", "Agent").await?;
+    a.open(&uri, "").await?;
+    let shared = a.share(&file_uri(&root), Some(&hub.ws_base())).await?;
+    let link = shared["links"]["editor"].as_str().unwrap_or_default().to_owned();
+    let mut b = LspEditor::spawn(&logs, "watcher")?;
+    b.initialize("utf-16", "Watcher").await?;
+    let root_b = dir.path().join("r");
+    std::fs::create_dir_all(&root_b)?;
+    b.join(&link, None, &file_uri(&root_b)).await?;
+    let uri_b = file_uri(&root_b.join("fast.txt"));
+    b.open(&uri_b, "").await?;
+    let mut expected = String::new();
+    for n in 0..400 {
+        let piece = format!("{}{}", n % 10, if n % 40 == 39 { "\n" } else { "" });
+        a.type_at(&uri, expected.chars().count(), &piece).await?;
+        expected.push_str(&piece);
+    }
+    b.wait_for("the watcher has the whole burst", T, |e| e.text(&uri_b) == Some(expected.as_str())).await?;
+    a.shutdown().await?;
+    b.shutdown().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_errors_not_crashes() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

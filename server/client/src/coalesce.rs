@@ -24,6 +24,19 @@ use std::collections::VecDeque;
 use tokio_tungstenite::tungstenite::Message;
 use weft_protocol::frame::{MSG_SYNC, SYNC_STEP2, SYNC_UPDATE, read_var_uint, write_var_uint};
 
+/// At most this many sync-update frames (an editor's or a file's changes;
+/// not the step 2s of a join, which are for many documents and never
+/// merge) are written and not yet acknowledged; more wait in the queue,
+/// where they merge. The hub acks
+/// after each group commit (every ~10 ms), so this never holds back a
+/// typist; it holds back a burst only while the hub is behind, or while it
+/// slows this peer down for going over `--rate-frames` (it stops reading
+/// the socket, so without a window the burst would sit unmerged in the
+/// kernel's socket buffers and trickle through at the frame rate).
+pub(crate) const ACK_WINDOW: usize = 16;
+/// How long a full window waits for an ack before the link stops waiting
+/// for acks on this connection (a hub that never acks must not stop edits).
+pub(crate) const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// At most this many queued frames are taken into one batch.
 pub(crate) const MAX_BATCH: usize = 1024;
 /// A run is cut once its updates add up to this many bytes.
@@ -35,6 +48,8 @@ const MAX_RUN_BYTES: usize = 1 << 20;
 pub(crate) struct Wire {
     pub msg: Message,
     pub updates: u64,
+    /// A sync update (counted in [`ACK_WINDOW`]).
+    pub windowed: bool,
 }
 
 /// A binary frame holding exactly one sync update: the frame's doc-id
@@ -90,7 +105,7 @@ pub(crate) fn coalesce(batch: Vec<Message>) -> Vec<Wire> {
             }
             _ => {
                 let updates = u64::from(carries_update(&msg));
-                out.push(Wire { msg, updates });
+                out.push(Wire { msg, updates, windowed: false });
             }
         }
     }
@@ -101,13 +116,13 @@ pub(crate) fn coalesce(batch: Vec<Message>) -> Vec<Wire> {
 fn flush_run(run: &mut Vec<Message>, out: &mut Vec<Wire>) {
     match run.len() {
         0 => {}
-        1 => out.extend(run.drain(..).map(|msg| Wire { msg, updates: 1 })),
+        1 => out.extend(run.drain(..).map(|msg| Wire { msg, updates: 1, windowed: true })),
         n => match merge(run) {
             Some(frame) => {
                 run.clear();
-                out.push(Wire { msg: Message::Binary(frame.into()), updates: n as u64 });
+                out.push(Wire { msg: Message::Binary(frame.into()), updates: n as u64, windowed: true });
             }
-            None => out.extend(run.drain(..).map(|msg| Wire { msg, updates: 1 })),
+            None => out.extend(run.drain(..).map(|msg| Wire { msg, updates: 1, windowed: true })),
         },
     }
 }
@@ -151,9 +166,11 @@ fn merge(run: &[Message]) -> Option<Vec<u8>> {
 pub(crate) struct Seqs {
     wire: u64,
     queued: u64,
-    /// `(wire seq, queued seq)` of every update-carrying frame written and
-    /// not yet acknowledged.
-    pending: VecDeque<(u64, u64)>,
+    /// `(wire seq, queued seq, windowed)` of every update-carrying frame
+    /// written and not yet acknowledged.
+    pending: VecDeque<(u64, u64, bool)>,
+    /// How many of `pending` are windowed.
+    windowed: usize,
 }
 
 impl Seqs {
@@ -162,19 +179,26 @@ impl Seqs {
         if wire.updates > 0 {
             self.wire += 1;
             self.queued += wire.updates;
-            self.pending.push_back((self.wire, self.queued));
+            self.pending.push_back((self.wire, self.queued, wire.windowed));
+            self.windowed += usize::from(wire.windowed);
         }
+    }
+
+    /// Sync-update frames written and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.windowed
     }
 
     /// The queued count that the hub's `ack` of `seq` wire frames covers;
     /// `None` if it covers nothing new.
     pub fn acked(&mut self, seq: u64) -> Option<u64> {
         let mut covered = None;
-        while let Some(&(wire, queued)) = self.pending.front() {
+        while let Some(&(wire, queued, windowed)) = self.pending.front() {
             if wire > seq {
                 break;
             }
             covered = Some(queued);
+            self.windowed -= usize::from(windowed);
             self.pending.pop_front();
         }
         covered
@@ -310,13 +334,17 @@ mod tests {
     #[test]
     fn acks_are_translated_to_queued_frames() {
         let mut seqs = Seqs::default();
-        let update = |updates| Wire { msg: Message::Binary(Vec::new().into()), updates };
-        for n in [3, 0, 1, 5, 0, 2] {
-            seqs.sent(&update(n));
+        let update = |updates, windowed| Wire { msg: Message::Binary(Vec::new().into()), updates, windowed };
+        for (n, windowed) in [(3, true), (0, false), (1, false), (5, true), (0, false), (2, true)] {
+            seqs.sent(&update(n, windowed));
         }
-        // Wire frames 1..=4 carry 3, 1, 5, 2 queued updates.
+        // Wire frames 1..=4 carry 3, 1 (a step 2), 5, 2 queued updates.
+        assert_eq!(seqs.in_flight(), 3);
         assert_eq!(seqs.acked(0), None);
         assert_eq!(seqs.acked(1), Some(3));
+        assert_eq!(seqs.in_flight(), 2);
+        assert_eq!(seqs.acked(2), Some(4));
+        assert_eq!(seqs.in_flight(), 2);
         assert_eq!(seqs.acked(1), None);
         assert_eq!(seqs.acked(3), Some(9));
         assert_eq!(seqs.acked(4), Some(11));

@@ -5,7 +5,9 @@
 //! loop through channels: [`HubEvent`]s in, binary frames out. Frames
 //! queued while it was writing are written together, runs of updates to
 //! one document merged into one ([`crate::coalesce`]); the hub's acks are
-//! translated back to counts of queued frames. It keeps no
+//! translated back to counts of queued frames. At most [`ACK_WINDOW`]
+//! update frames are unacknowledged: beyond that, frames wait (and merge)
+//! until the hub catches up. It keeps no
 //! document state: after a reconnect the bridge resynchronises every
 //! document with state vectors, so frames queued while disconnected are
 //! dropped rather than replayed (the CRDT already holds their content).
@@ -22,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use weft_protocol::{ClientControl, ClientKind, ErrorCode, PROTOCOL_VERSION, Role, ServerControl};
 
-use crate::coalesce::{MAX_BATCH, Seqs, coalesce};
+use crate::coalesce::{ACK_WAIT, ACK_WINDOW, MAX_BATCH, Seqs, coalesce};
 use crate::tls::ClientTls;
 
 /// What the hub link tells the bridge.
@@ -249,9 +251,27 @@ async fn session(
     }
     // Pump until either side ends.
     let mut seqs = Seqs::default();
+    // When the window of unacknowledged updates filled up, or None.
+    let mut full_since: Option<tokio::time::Instant> = None;
+    let mut wait_for_acks = true;
     loop {
+        let full = wait_for_acks && seqs.in_flight() >= ACK_WINDOW;
+        match (full, full_since) {
+            (true, None) => full_since = Some(tokio::time::Instant::now()),
+            (false, Some(_)) => full_since = None,
+            _ => {}
+        }
+        let give_up_at = full_since.map_or_else(tokio::time::Instant::now, |t| t + ACK_WAIT);
         tokio::select! {
-            frame = out.recv() => match frame {
+            () = tokio::time::sleep_until(give_up_at), if full => {
+                tracing::warn!(
+                    unacknowledged = seqs.in_flight(),
+                    "the hub has not acknowledged our updates for {ACK_WAIT:?}; sending without waiting for acks \
+                     until the next reconnect"
+                );
+                wait_for_acks = false;
+            }
+            frame = out.recv(), if !full => match frame {
                 Some(frame) => {
                     // Everything queued meanwhile goes in the same write,
                     // its runs of updates merged (see coalesce).
