@@ -227,7 +227,7 @@ impl Bridge {
                     }
                 }
                 Ok(Incoming::Message(Message::Notification(n))) if n.method == "exit" => return Ok(None),
-                Ok(Incoming::Message(_)) => {}
+                Ok(Incoming::Message(_) | Incoming::DidChange(_)) => {}
             }
         };
         let enc = negotiate(&params);
@@ -336,6 +336,7 @@ impl Bridge {
                             break;
                         }
                     }
+                    Ok(Incoming::DidChange(params)) => self.did_change(params),
                     Ok(Incoming::Garbage(what)) => self.log(MessageType::WARNING, &format!("ignored a malformed message from the editor ({what})")),
                     Err(_) => break,
                 },
@@ -694,15 +695,16 @@ impl Bridge {
             session.link.send(frame::join(&DocId::session(), &msg));
         }
         let root = session.root.clone();
-        // This editor's URI for each open shared doc (as the editor spelled it).
-        let open: HashMap<DocId, String> =
-            self.docs.keys().filter_map(|u| Some((doc_id_under(&root, u)?, u.to_string()))).collect();
+        let docs = &self.docs;
+        // This editor's URI for each open shared doc (as the editor spelled
+        // it); built only when a peers list is due, not at every message.
+        let open: std::cell::OnceCell<HashMap<DocId, String>> = std::cell::OnceCell::new();
         let uri_of = |doc: &DocId| {
-            open.get(doc)
+            open.get_or_init(|| docs.keys().filter_map(|u| Some((doc_id_under(&root, u)?, u.to_string()))).collect())
+                .get(doc)
                 .cloned()
                 .or_else(|| Url::from_file_path(weft_workspace::scan::path_of(&root, doc)).ok().map(|u| u.to_string()))
         };
-        let docs = &self.docs;
         let is_open = |uri: &str| Url::parse(uri).is_ok_and(|u| docs.contains_key(&u));
         let resolve = |uri: &str, sticky: &[u8]| docs.get(&Url::parse(uri).ok()?)?.resolve_sticky(sticky);
         let Some(mut peers) = self.presence.peers_due(uri_of, is_open, resolve) else { return };
