@@ -150,6 +150,24 @@ async fn converge_two(a: &mut LspEditor, uri_a: &str, b: &mut LspEditor, uri_b: 
     }
 }
 
+/// A second editor (UTF-16) named `name` joins `link` into `root` and
+/// opens `file` there, empty; returns it and the file's URI.
+async fn join_and_open(
+    logs: &Path,
+    name: &str,
+    link: &str,
+    root: &Path,
+    file: &str,
+) -> anyhow::Result<(LspEditor, String)> {
+    let mut b = LspEditor::spawn(logs, &name.to_lowercase())?;
+    b.initialize("utf-16", name).await?;
+    std::fs::create_dir_all(root)?;
+    b.join(link, None, &file_uri(root)).await?;
+    let uri = file_uri(&root.join(file));
+    b.open(&uri, "").await?;
+    Ok((b, uri))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_a_thousand_changes_arrives_in_order() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -171,13 +189,8 @@ async fn a_burst_of_a_thousand_changes_arrives_in_order() -> anyhow::Result<()> 
     let status = a.status().await?;
     assert_eq!((status["state"].as_str(), status["documents"].as_u64()), (Some("connected"), Some(1)), "{status}");
     // A second bridge joining sees exactly that text: nothing reordered.
-    let mut b = LspEditor::spawn(&dir.path().join("logs"), "reader")?;
-    b.initialize("utf-16", "Reader").await?;
-    let root_b = dir.path().join("r");
-    std::fs::create_dir_all(&root_b)?;
-    b.join(&link, None, &file_uri(&root_b)).await?;
-    let uri_b = file_uri(&root_b.join("burst.txt"));
-    b.open(&uri_b, "").await?;
+    let (mut b, uri_b) =
+        join_and_open(&dir.path().join("logs"), "Reader", &link, &dir.path().join("r"), "burst.txt").await?;
     b.wait_for("reader has the burst in order", T, |e| e.text(&uri_b) == Some(expected.as_str())).await?;
     assert_eq!(a.text(&uri), Some(expected.as_str()));
     a.shutdown().await?;
@@ -203,13 +216,7 @@ async fn a_throttled_burst_arrives_merged() -> anyhow::Result<()> {
     a.open(&uri, "").await?;
     let shared = a.share(&file_uri(&root), Some(&hub.ws_base())).await?;
     let link = shared["links"]["editor"].as_str().unwrap_or_default().to_owned();
-    let mut b = LspEditor::spawn(&logs, "watcher")?;
-    b.initialize("utf-16", "Watcher").await?;
-    let root_b = dir.path().join("r");
-    std::fs::create_dir_all(&root_b)?;
-    b.join(&link, None, &file_uri(&root_b)).await?;
-    let uri_b = file_uri(&root_b.join("fast.txt"));
-    b.open(&uri_b, "").await?;
+    let (mut b, uri_b) = join_and_open(&logs, "Watcher", &link, &dir.path().join("r"), "fast.txt").await?;
     let mut expected = String::new();
     for n in 0..400 {
         let piece = format!("{}{}", n % 10, if n % 40 == 39 { "\n" } else { "" });

@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 
 use tokio_tungstenite::tungstenite::Message;
-use weft_protocol::frame::{MSG_SYNC, SYNC_STEP2, SYNC_UPDATE, read_var_uint, write_var_uint};
+use weft_protocol::frame::{MSG_SYNC, MessageKind, SYNC_UPDATE, message_kind, read_var_uint, split, write_var_uint};
 
 /// At most this many sync-update frames (an editor's or a file's changes;
 /// not the step 2s of a join, which are for many documents and never
@@ -55,28 +55,24 @@ pub(crate) struct Wire {
 /// A binary frame holding exactly one sync update: the frame's doc-id
 /// prefix and the update's bytes.
 fn sync_update(frame: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (len, rest) = read_var_uint(frame)?;
-    let len = usize::try_from(len).ok()?;
-    let prefix_len = frame.len() - rest.len() + len;
-    let message = frame.get(prefix_len..)?;
-    let (tag, rest) = read_var_uint(message)?;
-    let (sub, rest) = read_var_uint(rest)?;
-    if tag != MSG_SYNC || sub != SYNC_UPDATE {
+    let (_, message) = split(frame).ok()?;
+    if message_kind(message) != Some(MessageKind::SyncUpdate) {
         return None;
     }
+    let prefix = &frame[..frame.len() - message.len()];
+    // Past the two tags (sync, update) that message_kind read.
+    let (_, rest) = read_var_uint(message)?;
+    let (_, rest) = read_var_uint(rest)?;
     let (len, update) = read_var_uint(rest)?;
     // Trailing bytes after the update: not ours to reinterpret.
-    (usize::try_from(len).ok()? == update.len()).then_some((&frame[..prefix_len], update))
+    (usize::try_from(len).ok()? == update.len()).then_some((prefix, update))
 }
 
-/// Whether the hub counts `msg` in its acks: a binary frame whose message
-/// is a sync step 2 or update.
+/// Whether the hub counts `msg` in its acks (the same test the hub makes:
+/// a binary frame whose message is a sync step 2 or update).
 fn carries_update(msg: &Message) -> bool {
     let Message::Binary(frame) = msg else { return false };
-    let Some((len, rest)) = read_var_uint(frame) else { return false };
-    let Some(message) = usize::try_from(len).ok().and_then(|len| rest.get(len..)) else { return false };
-    let Some((tag, rest)) = read_var_uint(message) else { return false };
-    tag == MSG_SYNC && matches!(read_var_uint(rest), Some((SYNC_STEP2 | SYNC_UPDATE, _)))
+    split(frame).ok().and_then(|(_, message)| message_kind(message)).is_some_and(MessageKind::carries_update)
 }
 
 /// Merges runs of consecutive sync updates to the same document in
@@ -85,29 +81,30 @@ fn carries_update(msg: &Message) -> bool {
 pub(crate) fn coalesce(batch: Vec<Message>) -> Vec<Wire> {
     let mut out = Vec::with_capacity(batch.len());
     let mut run: Vec<Message> = Vec::new();
-    let mut run_bytes = 0;
+    // The doc-id prefix length of the run's frames, and its update bytes.
+    let (mut run_prefix, mut run_bytes) = (0, 0);
     for msg in batch {
-        let joins = match (&msg, run.first()) {
-            (Message::Binary(next), Some(Message::Binary(first))) => match (sync_update(next), sync_update(first)) {
-                (Some((p, u)), Some((q, _))) => p == q && run_bytes + u.len() <= MAX_RUN_BYTES,
-                _ => false,
-            },
-            _ => false,
+        let update = match &msg {
+            Message::Binary(frame) => sync_update(frame).map(|(prefix, update)| (prefix.len(), update.len())),
+            _ => None,
         };
-        if !joins {
+        let Some((prefix, len)) = update else {
+            flush_run(&mut run, &mut out);
+            let updates = u64::from(carries_update(&msg));
+            out.push(Wire { msg, updates, windowed: false });
+            continue;
+        };
+        let same_doc = matches!(
+            (&msg, run.first()),
+            (Message::Binary(next), Some(Message::Binary(first))) if next[..prefix] == first[..run_prefix]
+        );
+        if !same_doc || run_bytes + len > MAX_RUN_BYTES {
             flush_run(&mut run, &mut out);
             run_bytes = 0;
         }
-        match &msg {
-            Message::Binary(frame) if sync_update(frame).is_some() => {
-                run_bytes += frame.len();
-                run.push(msg);
-            }
-            _ => {
-                let updates = u64::from(carries_update(&msg));
-                out.push(Wire { msg, updates, windowed: false });
-            }
-        }
+        run_prefix = prefix;
+        run_bytes += len;
+        run.push(msg);
     }
     flush_run(&mut run, &mut out);
     out
@@ -209,7 +206,7 @@ impl Seqs {
 mod tests {
     use super::*;
     use weft_protocol::DocId;
-    use weft_protocol::frame::{join, split};
+    use weft_protocol::frame::join;
     use yrs::updates::decoder::Decode;
     use yrs::{Doc, GetString, ReadTxn, Text, Transact, Update};
 
