@@ -23,6 +23,7 @@ mod baseline;
 mod compare;
 mod join;
 mod load;
+mod path_floor;
 mod procfs;
 mod replay;
 mod report;
@@ -271,6 +272,9 @@ fn bench_trace(opts: &Options, name: &str, work: &Path) -> anyhow::Result<TraceR
         work: work.join("throughput"),
     })?;
     let paced = opts.paced.min(n);
+    eprintln!("weft-bench: {name}: the path's floor ({paced} keystrokes at {}/s)", opts.rate);
+    let floor_bin = std::env::current_exe().context("locating weft-bench")?.with_file_name("weft-floor");
+    let floor_us = path_floor::run(&floor_bin, paced, opts.rate).context("the keystroke path's floor")?;
     eprintln!("weft-bench: {name}: latency replay ({paced} patches at {}/s)", opts.rate);
     let latency = replay::run(&ReplaySpec {
         trace: &trace,
@@ -286,6 +290,7 @@ fn bench_trace(opts: &Options, name: &str, work: &Path) -> anyhow::Result<TraceR
         yrs,
         throughput,
         latency,
+        floor_us,
     })
 }
 

@@ -89,8 +89,13 @@ pub struct ReplayResult {
     pub start_chars: usize,
     /// From the first patch's due time to B holding the last patch.
     pub elapsed: Duration,
-    /// Per patch: from its due time to the applyEdit in B that carried it, µs.
+    /// Per patch: from its due time to editor B reading the applyEdit
+    /// that carried it off bridge B's stdout, µs (the pipeline's latency).
     pub latency_us: Vec<f64>,
+    /// The same to test editor B having checked and applied that applyEdit
+    /// and matched its buffer against the trace (adds the test editor's own
+    /// O(document) work, which a real editor's line index avoids).
+    pub applied_us: Vec<f64>,
     /// Per patch: how late A started sending it against its due time, µs
     /// (part of the latency: the clock runs from the due time).
     pub send_lag_us: Vec<f64>,
@@ -201,7 +206,10 @@ struct AOut {
 }
 
 struct BOut {
+    /// When B read the applyEdit that brought each patch.
     reached: Vec<Instant>,
+    /// When B had applied it and matched its buffer.
+    applied: Vec<Instant>,
     apply_edits: usize,
     refused: usize,
     unmatched: usize,
@@ -222,7 +230,7 @@ const SPIN: Duration = Duration::from_micros(300);
 
 /// Waits until `due`: a thread sleep to within [`SPIN`] of it, then a spin,
 /// so a patch is sent at its due time (a typist's keystroke is not late).
-fn sleep_until(due: Instant) {
+pub(crate) fn sleep_until(due: Instant) {
     loop {
         let now = Instant::now();
         if now >= due {
@@ -347,10 +355,15 @@ pub fn run(spec: &ReplaySpec<'_>) -> anyhow::Result<ReplayResult> {
             spec.work.display()
         );
     }
-    ensure!(a.due.len() == n + 1 && a.lag_us.len() == n + 1 && b.reached.len() == n + 1, "incomplete timings");
+    ensure!(
+        a.due.len() == n + 1 && a.lag_us.len() == n + 1 && b.reached.len() == n + 1 && b.applied.len() == n + 1,
+        "incomplete timings"
+    );
     let (due, reached) = (&a.due[..n], &b.reached[..n]);
-    let latency_us =
-        due.iter().zip(reached).map(|(d, r)| r.saturating_duration_since(*d).as_secs_f64() * 1e6).collect();
+    let since_due = |at: &[Instant]| -> Vec<f64> {
+        due.iter().zip(at).map(|(d, r)| r.saturating_duration_since(*d).as_secs_f64() * 1e6).collect()
+    };
+    let (latency_us, applied_us) = (since_due(reached), since_due(&b.applied[..n]));
     let elapsed = match (due.first(), reached.last()) {
         (Some(first), Some(last)) => last.saturating_duration_since(*first),
         _ => Duration::ZERO,
@@ -360,6 +373,7 @@ pub fn run(spec: &ReplaySpec<'_>) -> anyhow::Result<ReplayResult> {
         start_chars,
         elapsed,
         latency_us,
+        applied_us,
         send_lag_us: a.lag_us[..n].to_vec(),
         apply_edits: b.apply_edits,
         refused: b.refused,
@@ -488,6 +502,7 @@ fn editor_b(ctx: &Ctx, link_rx: Receiver<String>, ready_tx: Sender<()>) -> anyho
         let n = ctx.patches.len();
         let mut sim = Rope::from_str(&ctx.initial);
         let mut reached = Vec::with_capacity(n);
+        let mut applied = Vec::with_capacity(n);
         let (mut apply_edits, mut refused, mut unmatched) = (0, 0, 0);
         let mut last_progress = Instant::now();
         let violations = b.violations.len();
@@ -503,7 +518,11 @@ fn editor_b(ctx: &Ctx, link_rx: Receiver<String>, ready_tx: Sender<()>) -> anyho
                 let sent = ctx.progress.sent.load(Ordering::SeqCst).min(n);
                 match advance(&sim, &ctx.patches[k..sent.max(k)], text) {
                     Some((m, rope)) => {
-                        reached.resize(k + m, now);
+                        // Stamped when the applyEdit that brought B's buffer
+                        // here was read (the last one handled).
+                        let read = b.apply_edits.last().map_or(now, |r| r.received.into_std());
+                        reached.resize(k + m, read);
+                        applied.resize(k + m, now);
                         sim = rope;
                         if m > 0 {
                             ctx.progress.set_reached(k + m);
@@ -552,7 +571,7 @@ fn editor_b(ctx: &Ctx, link_rx: Receiver<String>, ready_tx: Sender<()>) -> anyho
         let editor_cpu = procfs::thread_cpu()?;
         let text = b.text(&ctx.uri_b).context("B's buffer vanished")?.to_owned();
         b.shutdown().await?;
-        Ok(BOut { reached, apply_edits, refused, unmatched, memory_kib, cpu, editor_cpu, text })
+        Ok(BOut { reached, applied, apply_edits, refused, unmatched, memory_kib, cpu, editor_cpu, text })
     })
 }
 

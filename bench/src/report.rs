@@ -18,6 +18,9 @@ pub struct TraceReport {
     pub yrs: BaselineResult,
     pub throughput: ReplayResult,
     pub latency: ReplayResult,
+    /// Per keystroke of the latency replay's size and rate, through the
+    /// path's floor ([`crate::path_floor`]), µs.
+    pub floor_us: Vec<f64>,
 }
 
 /// Appends one formatted line to a `String`.
@@ -128,27 +131,55 @@ pub fn markdown(opts: &Options, bin: &Path, reports: &[TraceReport], load_before
             thousands(r.throughput.apply_edits as f64),
         );
     }
-    push_line!(s, "\nKeystroke → applyEdit latency at a steady {}/s (from each patch's due time):\n", opts.rate);
     push_line!(
         s,
-        "| trace | patches | doc chars at start | p50 | p99 | max | send lag p50 | send lag p99 | raw yrs p50 | raw yrs p99 |"
+        "\nKeystroke → applyEdit latency at a steady {}/s (from each patch's due time to editor B reading the \
+         applyEdit; \"applied\": to the test editor having applied it):\n",
+        opts.rate
     );
-    push_line!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    push_line!(
+        s,
+        "| trace | patches | doc chars at start | p50 | p99 | max | applied p50 | applied p99 | send lag p50 | send lag p99 | raw yrs p50 | raw yrs p99 |"
+    );
+    push_line!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for r in reports {
         let l = &r.latency;
         push_line!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             thousands(l.patches as f64),
             thousands(l.start_chars as f64),
             us(percentile(&l.latency_us, 0.5)),
             us(percentile(&l.latency_us, 0.99)),
             us(percentile(&l.latency_us, 1.0)),
+            us(percentile(&l.applied_us, 0.5)),
+            us(percentile(&l.applied_us, 0.99)),
             us(percentile(&l.send_lag_us, 0.5)),
             us(percentile(&l.send_lag_us, 0.99)),
             us(percentile(&r.yrs.per_patch_us, 0.5)),
             us(percentile(&r.yrs.per_patch_us, 0.99)),
+        );
+    }
+    push_line!(
+        s,
+        "\nThe same keystrokes through the path's floor (editor → pipe → WebSocket → no-CRDT relay → WebSocket → \
+         pipe → editor; `weft-floor`), run just before:\n"
+    );
+    push_line!(s, "| trace | floor p50 | floor p99 | floor max | weft p50 ÷ floor | weft p99 ÷ floor |");
+    push_line!(s, "|---|--:|--:|--:|--:|--:|");
+    for r in reports {
+        let (f50, f99) = (percentile(&r.floor_us, 0.5), percentile(&r.floor_us, 0.99));
+        let ratio = |w: f64, f: f64| if f > 0.0 { format!("{:.1}×", w / f) } else { "–".to_owned() };
+        push_line!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.name,
+            us(f50),
+            us(f99),
+            us(percentile(&r.floor_us, 1.0)),
+            ratio(percentile(&r.latency.latency_us, 0.5), f50),
+            ratio(percentile(&r.latency.latency_us, 0.99), f99),
         );
     }
     push_line!(s, "\nResources in the throughput replay: CPU time per patch (user + system) and peak RSS (VmHWM):\n");

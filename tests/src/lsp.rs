@@ -509,7 +509,8 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(reader: &mut R) -> anyhow::Resu
 /// What the reader task hands to the editor.
 #[derive(Debug)]
 enum Incoming {
-    Message(Value),
+    /// A message, and when its frame was read off the stream.
+    Message(Value, Instant),
     /// A frame whose body is not a JSON object.
     Malformed(String),
     /// The stream ended (cleanly or on a framing error).
@@ -530,8 +531,9 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, tx: mpsc::UnboundedSender<In
                 return;
             }
             Ok(Some(body)) => {
+                let read_at = Instant::now();
                 let msg = match serde_json::from_slice::<Value>(&body) {
-                    Ok(v) if v.is_object() => Incoming::Message(v),
+                    Ok(v) if v.is_object() => Incoming::Message(v, read_at),
                     Ok(v) => Incoming::Malformed(format!("message is not an object: {v}")),
                     Err(e) => {
                         Incoming::Malformed(format!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&body)))
@@ -603,6 +605,9 @@ pub struct ApplyEditRecord {
     pub was_held: bool,
     /// The version of every buffer it named, when it was handled.
     pub versions_then: Vec<(String, Option<i32>)>,
+    /// When its frame was read off the bridge's stdout (before this
+    /// editor parsed, checked and applied it).
+    pub received: Instant,
 }
 
 /// One local change for [`LspEditor::edit`]: replace `len_chars` chars at
@@ -651,7 +656,9 @@ pub struct LspEditor {
     encoding: Encoding,
     docs: HashMap<String, Buffer>,
     hold: bool,
-    held: VecDeque<(Value, Value)>,
+    held: VecDeque<(Value, Value, Instant)>,
+    /// When the message being handled was read (see [`ApplyEditRecord::received`]).
+    read_at: Instant,
     echo: Echo,
     echo_before_answer: bool,
     lenient_positions: bool,
@@ -824,6 +831,7 @@ impl LspEditor {
             docs: HashMap::new(),
             hold: false,
             held: VecDeque::new(),
+            read_at: Instant::now(),
             echo: Echo::Exact,
             echo_before_answer: false,
             lenient_positions: false,
@@ -1230,7 +1238,10 @@ impl LspEditor {
                 self.closed = Some(why);
             }
             Incoming::Malformed(why) => self.violations.push(why),
-            Incoming::Message(msg) => self.handle(msg).await?,
+            Incoming::Message(msg, read_at) => {
+                self.read_at = read_at;
+                self.handle(msg).await?;
+            }
         }
         Ok(true)
     }
@@ -1425,10 +1436,10 @@ impl LspEditor {
     async fn on_server_request(&mut self, id: Value, method: &str, params: Value) -> anyhow::Result<()> {
         match method {
             "workspace/applyEdit" if self.hold => {
-                self.held.push_back((id, params));
+                self.held.push_back((id, params, self.read_at));
                 Ok(())
             }
-            "workspace/applyEdit" => self.answer_apply_edit(id, params, false).await,
+            "workspace/applyEdit" => self.answer_apply_edit(id, params, false, self.read_at).await,
             "workspace/configuration" => {
                 let n = params.get("items").and_then(Value::as_array).map_or(0, Vec::len);
                 self.respond(id, Value::Array(vec![Value::Null; n])).await
@@ -1455,14 +1466,20 @@ impl LspEditor {
     /// it is still set.
     pub async fn release_apply_edits(&mut self) -> anyhow::Result<usize> {
         let mut n = 0;
-        while let Some((id, params)) = self.held.pop_front() {
-            self.answer_apply_edit(id, params, true).await?;
+        while let Some((id, params, received)) = self.held.pop_front() {
+            self.answer_apply_edit(id, params, true, received).await?;
             n += 1;
         }
         Ok(n)
     }
 
-    async fn answer_apply_edit(&mut self, id: Value, params: Value, was_held: bool) -> anyhow::Result<()> {
+    async fn answer_apply_edit(
+        &mut self,
+        id: Value,
+        params: Value,
+        was_held: bool,
+        received: Instant,
+    ) -> anyhow::Result<()> {
         let uris: Vec<String> = params
             .pointer("/edit/documentChanges")
             .and_then(Value::as_array)
@@ -1480,6 +1497,7 @@ impl LspEditor {
             failure_reason: failure_reason.clone(),
             was_held,
             versions_then,
+            received,
         });
         match outcome {
             Err(reason) => self.respond(id, json!({"applied": false, "failureReason": reason})).await,

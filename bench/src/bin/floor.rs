@@ -8,6 +8,13 @@
 //!   what any collaboration server costs at least.
 //! * `weft-floor tcp-echo --listen ADDR`: raw TCP echo, for the round-trip
 //!   floor of the loopback interface itself.
+//! * `weft-floor pipe-in URL` and `weft-floor pipe-out URL`: the bridge
+//!   floor of `weft-bench trace-replay`'s keystroke path. `pipe-in` sends
+//!   what it reads on stdin, each read as one binary message, to a relay
+//!   room (`ws://HOST:PORT/ROOM`); `pipe-out` writes every binary message
+//!   of that room to stdout. One thread each, blocking I/O, no parsing: an
+//!   editor → pipe → WebSocket → relay → WebSocket → pipe → editor path with
+//!   the same process and socket hops as weft's, and nothing else.
 //!
 //! Both print `listening on PORT` (the bound port, also for port 0) on stdout
 //! once ready, print nothing per connection, and exit 0 on SIGTERM or SIGINT.
@@ -34,7 +41,8 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 /// rather than holding up the sender or the rest of its room.
 const QUEUE: usize = 1024;
 
-const USAGE: &str = "usage: weft-floor relay|tcp-echo [--listen ADDR]   (ADDR defaults to 127.0.0.1:0)";
+const USAGE: &str = "usage: weft-floor relay|tcp-echo [--listen ADDR]   (ADDR defaults to 127.0.0.1:0)
+       weft-floor pipe-in|pipe-out ws://HOST:PORT/ROOM";
 
 /// What to run, from the command line.
 struct Args {
@@ -70,7 +78,13 @@ fn parse_args() -> anyhow::Result<Args> {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    let mut args = std::env::args().skip(1);
+    let result = match (args.next().as_deref(), args.next()) {
+        (Some("pipe-in"), Some(url)) => pipe(&url, true),
+        (Some("pipe-out"), Some(url)) => pipe(&url, false),
+        _ => run(),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("weft-floor: {error:#}");
@@ -94,6 +108,44 @@ async fn run() -> anyhow::Result<()> {
     match args.mode {
         Mode::Relay => serve(listener, shutdown, relay_connection, Rooms::default()).await,
         Mode::TcpEcho => serve(listener, shutdown, echo_connection, ()).await,
+    }
+}
+
+/// `pipe-in` (`inbound`: stdin → room) or `pipe-out` (room → stdout);
+/// returns when its input ends.
+fn pipe(url: &str, inbound: bool) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    use tokio_tungstenite::tungstenite::{self, Error};
+    let addr = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .with_context(|| format!("{url:?} is not a ws://HOST:PORT/ROOM URL"))?;
+    let stream = std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    let (mut ws, _) =
+        tungstenite::client::client(url, stream).map_err(|e| anyhow::anyhow!("handshake with {url}: {e}"))?;
+    if inbound {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = stdin.read(&mut buf).context("reading stdin")?;
+            if n == 0 {
+                let _ = ws.close(None);
+                return Ok(());
+            }
+            ws.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).context("sending")?;
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        match ws.read() {
+            Ok(Message::Binary(bytes)) => {
+                stdout.write_all(&bytes).and_then(|()| stdout.flush()).context("writing stdout")?;
+            }
+            Ok(Message::Close(_)) | Err(Error::ConnectionClosed | Error::AlreadyClosed) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => bail!("reading from {url}: {e}"),
+        }
     }
 }
 

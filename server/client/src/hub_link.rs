@@ -1,8 +1,11 @@
 //! The bridge's WebSocket to its hub: authenticate, pump frames, and
 //! reconnect with backoff when the connection drops.
 //!
-//! It runs as one tokio task and talks to the bridge's (synchronous) main
-//! loop through channels: [`HubEvent`]s in, binary frames out. Frames
+//! It runs as one tokio task and talks to its owner through channels:
+//! [`HubEvent`]s in (any [`Events`] sink: a crossbeam channel for a
+//! synchronous thread, a tokio channel for a loop that drives the link's
+//! runtime itself, as the LSP bridge does to keep a keystroke on one
+//! thread), binary frames out. Frames
 //! queued while it was writing are written together, runs of updates to
 //! one document merged into one ([`crate::coalesce`]); the hub's acks are
 //! translated back to counts of queued frames. At most [`ACK_WINDOW`]
@@ -56,9 +59,28 @@ pub struct Credentials {
     pub kind: ClientKind,
 }
 
+/// Where a link delivers its [`HubEvent`]s.
+pub trait Events: Send + Sync + 'static {
+    /// Delivers `event`; `false` once nobody listens (the link stops).
+    fn deliver(&self, event: HubEvent) -> bool;
+}
+
+impl Events for crossbeam_channel::Sender<HubEvent> {
+    fn deliver(&self, event: HubEvent) -> bool {
+        self.send(event).is_ok()
+    }
+}
+
+impl Events for mpsc::UnboundedSender<HubEvent> {
+    fn deliver(&self, event: HubEvent) -> bool {
+        self.send(event).is_ok()
+    }
+}
+
 /// Handle to a running link; dropping it closes the connection for good.
 pub struct HubLink {
     out: mpsc::UnboundedSender<Message>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl HubLink {
@@ -73,6 +95,13 @@ impl HubLink {
             Ok(text) => self.queue(Message::Text(text.into())),
             Err(err) => tracing::error!(%err, "cannot encode a control frame"),
         }
+    }
+
+    /// The link's task, to wait for after dropping the link (it then says
+    /// goodbye to the hub and closes the connection). An owner that drives
+    /// the link's runtime itself must drive it until this ends.
+    pub fn take_task(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.task.take()
     }
 
     fn queue(&self, msg: Message) {
@@ -101,14 +130,14 @@ pub fn start(
     url: String,
     tls: ClientTls,
     creds: Credentials,
-    events: crossbeam_channel::Sender<HubEvent>,
+    events: impl Events,
 ) -> HubLink {
     let (out, rx) = mpsc::unbounded_channel();
     // One id for the link's lifetime: its reconnects are the same client
     // (a link with a maximum number of uses counts clients, not connections).
     let client = format!("{:016x}", crate::fresh_client_id());
-    runtime.spawn(run(url, tls, creds, client, events, rx));
-    HubLink { out }
+    let task = runtime.spawn(run(url, tls, creds, client, events, rx));
+    HubLink { out, task: Some(task) }
 }
 
 enum Ended {
@@ -127,7 +156,7 @@ async fn run(
     tls: ClientTls,
     creds: Credentials,
     client: String,
-    events: crossbeam_channel::Sender<HubEvent>,
+    events: impl Events,
     mut out: mpsc::UnboundedReceiver<Message>,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -135,17 +164,17 @@ async fn run(
         match session(&url, &tls, &creds, &client, &events, &mut out, &mut backoff).await {
             Ended::Stopped => return,
             Ended::Final(code, message) => {
-                let _ = events.send(HubEvent::Refused { code, message });
+                events.deliver(HubEvent::Refused { code, message });
                 return;
             }
             Ended::Untrusted(reason) => {
                 tracing::info!(%reason, "not connecting to the hub");
-                let _ = events.send(HubEvent::Untrusted { reason });
+                events.deliver(HubEvent::Untrusted { reason });
                 return;
             }
             Ended::Retry(reason) => {
                 tracing::info!(%reason, retry_in = ?backoff, "hub connection lost; reconnecting");
-                if events.send(HubEvent::Disconnected { reason }).is_err() {
+                if !events.deliver(HubEvent::Disconnected { reason }) {
                     return;
                 }
             }
@@ -181,7 +210,7 @@ async fn session(
     tls: &ClientTls,
     creds: &Credentials,
     client: &str,
-    events: &crossbeam_channel::Sender<HubEvent>,
+    events: &impl Events,
     out: &mut mpsc::UnboundedReceiver<Message>,
     backoff: &mut Duration,
 ) -> Ended {
@@ -232,7 +261,7 @@ async fn session(
                     // Frames queued while we were away are superseded by the resync.
                     while out.try_recv().is_ok() {}
                     *backoff = Duration::from_millis(100);
-                    if events.send(HubEvent::Connected { role, peer: peer.0 }).is_err() {
+                    if !events.deliver(HubEvent::Connected { role, peer: peer.0 }) {
                         return Ended::Stopped;
                     }
                     break;
@@ -299,7 +328,7 @@ async fn session(
             },
             incoming = ws.next() => match incoming {
                 Some(Ok(Message::Binary(bytes))) => {
-                    if events.send(HubEvent::Frame(bytes.to_vec())).is_err() {
+                    if !events.deliver(HubEvent::Frame(bytes.to_vec())) {
                         return Ended::Stopped;
                     }
                 }
@@ -307,13 +336,13 @@ async fn session(
                     Ok(ServerControl::Kick { code, message }) if is_final(code) => return Ended::Final(code, message),
                     Ok(ServerControl::Ack { seq }) => {
                         if let Some(seq) = seqs.acked(seq)
-                            && events.send(HubEvent::Control(ServerControl::Ack { seq })).is_err()
+                            && !events.deliver(HubEvent::Control(ServerControl::Ack { seq }))
                         {
                             return Ended::Stopped;
                         }
                     }
                     Ok(ctrl) => {
-                        if events.send(HubEvent::Control(ctrl)).is_err() {
+                        if !events.deliver(HubEvent::Control(ctrl)) {
                             return Ended::Stopped;
                         }
                     }

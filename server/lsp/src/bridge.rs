@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::Sender;
 use lsp_server::{ErrorCode as RpcCode, Message, Notification, Request, RequestId, Response};
 use lsp_types::{
     ApplyWorkspaceEditParams, DidChangeTextDocumentParams, DidCloseTextDocumentParams, DidOpenTextDocumentParams,
@@ -29,6 +29,7 @@ use lsp_types::{
     ShowMessageParams, TextDocumentEdit, TextDocumentSyncCapability, TextDocumentSyncKind, TextEdit, Url,
     WorkspaceEdit,
 };
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use weft_core::positions::{Encoding, LineEnding, Pos};
 use weft_core::replica::{EditRequest, EditorChange, Notice, Replica};
 use weft_protocol::lsp::{
@@ -45,6 +46,111 @@ use weft_client::hub_link::{self, Credentials, HubEvent, HubLink};
 use weft_client::link::{HubAddr, Link};
 use weft_client::tls::{ClientTls, TlsOptions};
 use weft_client::{fresh_client_id, hub_api};
+
+/// What the main loop waits for: the hub link's and the mirror's events and
+/// the retry tick (the editor's messages come in beside them). The hub link
+/// runs on `local`, a current-thread runtime driven only by this loop while
+/// it waits, so a keystroke crosses no thread inside the bridge between the
+/// loop and the hub's socket, either way: the loop's own frames go out when
+/// it next waits, and a frame from the hub is read and handled on this
+/// thread (two thread hand-offs per keystroke fewer than a link on the I/O
+/// runtime; docs/benchmarks.md). The link's work is small (framing,
+/// merging queued updates); everything slow stays on the I/O runtime.
+struct Inbox {
+    local: tokio::runtime::Runtime,
+    hub_tx: UnboundedSender<HubEvent>,
+    hub_rx: UnboundedReceiver<HubEvent>,
+    /// Mirror events, tagged with the session generation they belong to.
+    mirror_tx: UnboundedSender<(u64, MirrorEvent)>,
+    mirror_rx: UnboundedReceiver<(u64, MirrorEvent)>,
+    tick: tokio::time::Interval,
+}
+
+/// One thing for the main loop to handle.
+enum Event {
+    /// From the editor; `None` once its input ended.
+    Editor(Option<Incoming>),
+    Hub(HubEvent),
+    Mirror(u64, MirrorEvent),
+    Tick,
+    /// A wait's deadline passed.
+    TimedOut,
+}
+
+impl Inbox {
+    fn new() -> anyhow::Result<Inbox> {
+        let local = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the main loop's runtime")?;
+        let (hub_tx, hub_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (mirror_tx, mirror_rx) = tokio::sync::mpsc::unbounded_channel();
+        let tick = local.block_on(async {
+            let mut tick = tokio::time::interval(RETRY_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        });
+        Ok(Inbox { local, hub_tx, hub_rx, mirror_tx, mirror_rx, tick })
+    }
+
+    /// Runs the link until the next event (from the editor too, when given
+    /// its channel) or until `deadline`.
+    fn next(
+        &mut self,
+        editor: Option<&mut UnboundedReceiver<Incoming>>,
+        deadline: Option<std::time::Instant>,
+    ) -> Event {
+        let Inbox { local, hub_rx, mirror_rx, tick, .. } = self;
+        local.block_on(async {
+            let from_editor = async {
+                match editor {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let timeout = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                msg = from_editor => Event::Editor(msg),
+                Some(ev) = hub_rx.recv() => Event::Hub(ev),
+                Some((generation, ev)) = mirror_rx.recv() => Event::Mirror(generation, ev),
+                _ = tick.tick(), if deadline.is_none() => Event::Tick,
+                () = timeout => Event::TimedOut,
+            }
+        })
+    }
+}
+
+impl Inbox {
+    /// Runs the link until its next event (other events wait), or `Err`
+    /// at `deadline`.
+    fn next_hub(&mut self, deadline: std::time::Instant) -> Result<HubEvent, ()> {
+        let Inbox { local, hub_rx, .. } = self;
+        local.block_on(async {
+            match tokio::time::timeout_at(deadline.into(), hub_rx.recv()).await {
+                Ok(Some(ev)) => Ok(ev),
+                _ => Err(()),
+            }
+        })
+    }
+
+    /// Runs the runtime until a dropped link's task has said goodbye and
+    /// closed its connection (at most [`LINK_CLOSE`]).
+    fn finish(&self, task: Option<tokio::task::JoinHandle<()>>) {
+        if let Some(task) = task
+            && self.local.block_on(tokio::time::timeout(LINK_CLOSE, task)).is_err()
+        {
+            tracing::debug!("the hub link did not close in time; dropping the connection");
+        }
+    }
+}
+
+/// How long leaving waits for the hub link to send what is queued and close.
+const LINK_CLOSE: Duration = Duration::from_secs(2);
 
 /// Settings of one `weft lsp` process.
 #[derive(Debug, Clone, Default)]
@@ -134,11 +240,7 @@ pub struct Bridge {
     session: Option<Session>,
     next_request: i32,
     pending_edits: HashMap<RequestId, (Url, u64)>,
-    hub_tx: Sender<HubEvent>,
-    hub_rx: Receiver<HubEvent>,
-    /// Mirror events, tagged with the session generation they belong to.
-    mirror_tx: Sender<(u64, MirrorEvent)>,
-    mirror_rx: Receiver<(u64, MirrorEvent)>,
+    inbox: Inbox,
     /// Bumped at every share/join, so a stopped mirror's late events are ignored.
     generation: u64,
     /// The client accepts server-initiated `$/progress` (window.workDoneProgress).
@@ -196,13 +298,13 @@ impl Bridge {
     /// Performs the `initialize` handshake on `incoming` and returns a
     /// bridge ready to [`Bridge::run`].
     pub fn initialize(
-        incoming: &Receiver<Incoming>,
+        incoming: &mut UnboundedReceiver<Incoming>,
         out: Sender<Option<String>>,
         config: BridgeConfig,
     ) -> anyhow::Result<Option<Bridge>> {
         let (id, params) = loop {
-            match incoming.recv() {
-                Err(_) => return Ok(None),
+            match incoming.blocking_recv().ok_or(()) {
+                Err(()) => return Ok(None),
                 Ok(Incoming::Garbage(_)) => continue,
                 Ok(Incoming::Message(Message::Request(req))) if req.method == "initialize" => {
                     match serde_json::from_value::<InitializeParams>(req.params.clone()) {
@@ -293,8 +395,7 @@ impl Bridge {
             .thread_name("weft-lsp-io")
             .build()
             .context("starting the I/O runtime")?;
-        let (hub_tx, hub_rx) = crossbeam_channel::unbounded();
-        let (mirror_tx, mirror_rx) = crossbeam_channel::unbounded();
+        let inbox = Inbox::new()?;
         let work_done_progress =
             params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
         Ok(Some(Bridge {
@@ -309,10 +410,7 @@ impl Bridge {
             session: None,
             next_request: 1,
             pending_edits: HashMap::new(),
-            hub_tx,
-            hub_rx,
-            mirror_tx,
-            mirror_rx,
+            inbox,
             generation: 0,
             work_done_progress,
             progress: None,
@@ -326,33 +424,33 @@ impl Bridge {
 
     /// Handles messages until the editor sends `exit` or goes away; returns
     /// whether `shutdown` came first.
-    pub fn run(mut self, incoming: Receiver<Incoming>) -> anyhow::Result<bool> {
-        let tick = crossbeam_channel::tick(RETRY_TICK);
+    pub fn run(mut self, mut incoming: UnboundedReceiver<Incoming>) -> anyhow::Result<bool> {
         loop {
-            select! {
-                recv(incoming) -> msg => match msg {
-                    Ok(Incoming::Message(msg)) => {
-                        if !self.on_message(msg) {
-                            break;
-                        }
+            match self.inbox.next(Some(&mut incoming), None) {
+                Event::Editor(Some(Incoming::Message(msg))) => {
+                    if !self.on_message(msg) {
+                        break;
                     }
-                    Ok(Incoming::DidChange(params)) => self.did_change(params),
-                    Ok(Incoming::Garbage(what)) => self.log(MessageType::WARNING, &format!("ignored a malformed message from the editor ({what})")),
-                    Err(_) => break,
-                },
-                recv(self.hub_rx) -> ev => if let Ok(ev) = ev { self.on_hub(ev) },
-                recv(self.mirror_rx) -> ev => if let Ok((generation, ev)) = ev { self.on_mirror(generation, ev) },
-                recv(tick) -> _ => {
+                }
+                Event::Editor(Some(Incoming::DidChange(params))) => self.did_change(params),
+                Event::Editor(Some(Incoming::Garbage(what))) => {
+                    self.log(MessageType::WARNING, &format!("ignored a malformed message from the editor ({what})"));
+                }
+                Event::Editor(None) => break,
+                Event::Hub(ev) => self.on_hub(ev),
+                Event::Mirror(generation, ev) => self.on_mirror(generation, ev),
+                Event::Tick => {
                     for replica in self.docs.values_mut() {
                         replica.retry();
                     }
                     let changes = self.presence.tick();
                     self.on_presence_changes(changes);
                 }
+                Event::TimedOut => {}
             }
             self.flush();
         }
-        self.session = None;
+        self.end_session();
         let _ = self.out.send(None);
         Ok(self.shutting_down)
     }
@@ -974,7 +1072,8 @@ impl Bridge {
         let creds =
             Credentials { token: token.clone(), password: password.clone(), name: self.name.clone(), kind: self.kind };
         let url = hub.ws_url(&id);
-        let link = hub_link::start(self.runtime.handle(), url.clone(), tls.clone(), creds, self.hub_tx.clone());
+        let link =
+            hub_link::start(self.inbox.local.handle(), url.clone(), tls.clone(), creds, self.inbox.hub_tx.clone());
         // Documents already open start over as the editor holds them now.
         start_over(&mut self.docs, &root, self.enc);
         let mirror = self.start_mirror(MirrorConfig {
@@ -1028,7 +1127,7 @@ impl Bridge {
                 let _ = commands.send(MirrorCommand::Hold(doc));
             }
         }
-        let (events, generation) = (self.mirror_tx.clone(), self.generation);
+        let (events, generation) = (self.inbox.mirror_tx.clone(), self.generation);
         let thread = std::thread::Builder::new().name("weft-mirror".into()).spawn(move || {
             let report = |ev| {
                 let _ = events.send((generation, ev));
@@ -1055,19 +1154,22 @@ impl Bridge {
         }
         let deadline = std::time::Instant::now() + PUBLISH_TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            select! {
-                recv(self.hub_rx) -> ev => if let Ok(ev) = ev { self.on_hub(ev) },
-                recv(self.mirror_rx) -> ev => if let Ok((generation, ev)) = ev {
+            match self.inbox.next(None, Some(deadline)) {
+                Event::Hub(ev) => self.on_hub(ev),
+                Event::Mirror(generation, ev) => {
                     let ready = generation == self.generation && matches!(ev, MirrorEvent::Ready { .. });
                     self.on_mirror(generation, ev);
                     if ready {
                         return;
                     }
-                },
-                default(left) => {
-                    return self.log(MessageType::WARNING, "sharing: the file tree is still being published; links are ready, files arrive as they are sent");
                 }
+                Event::TimedOut => {
+                    return self.log(
+                        MessageType::WARNING,
+                        "sharing: the file tree is still being published; links are ready, files arrive as they are sent",
+                    );
+                }
+                Event::Editor(_) | Event::Tick => {}
             }
         }
     }
@@ -1139,8 +1241,7 @@ impl Bridge {
     fn wait_connected(&mut self) -> anyhow::Result<Role> {
         let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.hub_rx.recv_timeout(left) {
+            match self.inbox.next_hub(deadline) {
                 Ok(HubEvent::Connected { role, peer }) => {
                     self.on_connected(role, peer);
                     return Ok(role);
@@ -1168,6 +1269,21 @@ impl Bridge {
         }
     }
 
+    /// Drops a session, letting its hub link send what is queued (a
+    /// goodbye) and close.
+    fn end(&mut self, mut session: Session) {
+        let task = session.link.take_task();
+        drop(session);
+        self.inbox.finish(task);
+    }
+
+    /// Drops the session at exit.
+    fn end_session(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.end(session);
+        }
+    }
+
     fn leave(&mut self) {
         if self.presence.following().is_some() && self.presence.follow(None) {
             self.notify(wl::Following::METHOD, wl::FollowParams { peer: None });
@@ -1190,7 +1306,7 @@ impl Bridge {
             );
             self.closed.clear();
         }
-        drop(session);
+        self.end(session);
         self.notify(wl::Peers::METHOD, wl::PeersParams { peers: Vec::new() });
         self.notify(wl::Connection::METHOD, self.status(false));
     }

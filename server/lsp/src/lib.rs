@@ -18,7 +18,8 @@ pub use bridge::BridgeConfig;
 /// the editor asked for `shutdown` before `exit` (LSP's clean exit).
 pub fn run_stdio(config: BridgeConfig) -> anyhow::Result<bool> {
     let transport = transport::stdio()?;
-    let Some(bridge) = bridge::Bridge::initialize(&transport.incoming, transport.outgoing.clone(), config)? else {
+    let mut transport = transport;
+    let Some(bridge) = bridge::Bridge::initialize(&mut transport.incoming, transport.outgoing.clone(), config)? else {
         return Ok(false);
     };
     let clean = bridge.run(transport.incoming)?;

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 use lsp_server::Message;
+use tokio::sync::mpsc;
 
 /// Largest message accepted from the editor (a whole file in a didOpen fits).
 const MAX_BODY: usize = 256 * 1024 * 1024;
@@ -30,9 +31,11 @@ pub enum Incoming {
 }
 
 /// Channels to and from the editor, and the threads behind them. Sending
-/// `None` on `outgoing` makes the writer flush and stop.
+/// `None` on `outgoing` makes the writer flush and stop. `incoming` is a
+/// tokio channel so the bridge's loop can await it beside its hub link on
+/// one thread.
 pub struct Transport {
-    pub incoming: Receiver<Incoming>,
+    pub incoming: mpsc::UnboundedReceiver<Incoming>,
     pub outgoing: Sender<Option<String>>,
     pub reader: JoinHandle<()>,
     pub writer: JoinHandle<()>,
@@ -61,7 +64,7 @@ pub fn stdio() -> std::io::Result<Transport> {
 
 /// Starts the threads over any pair of streams (tests use pipes).
 pub fn over(input: impl Read + Send + 'static, output: impl Write + Send + 'static) -> std::io::Result<Transport> {
-    let (in_tx, in_rx) = crossbeam_channel::unbounded();
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
     let (out_tx, out_rx) = crossbeam_channel::unbounded::<Option<String>>();
     let writer = std::thread::Builder::new().name("lsp-writer".into()).spawn(move || write_loop(output, out_rx))?;
     let answers = out_tx.clone();
@@ -82,7 +85,7 @@ fn write_loop(output: impl Write, rx: Receiver<Option<String>>) {
     }
 }
 
-fn read_loop(input: impl Read, tx: Sender<Incoming>, answers: Sender<Option<String>>) {
+fn read_loop(input: impl Read, tx: mpsc::UnboundedSender<Incoming>, answers: Sender<Option<String>>) {
     let mut input = BufReader::new(input);
     loop {
         let body = match read_frame(&mut input) {
@@ -185,9 +188,9 @@ mod tests {
             input.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
         }
         let (out_tx, _out_rx) = crossbeam_channel::unbounded();
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, mut rx) = mpsc::unbounded_channel();
         read_loop(&input[..], tx, out_tx);
-        let got: Vec<Incoming> = rx.try_iter().collect();
+        let got: Vec<Incoming> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert!(
             matches!(&got[0], Incoming::DidChange(p) if p.text_document.version == 2 && p.content_changes[0].text == "x")
         );
@@ -204,9 +207,9 @@ mod tests {
             input.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
         }
         let (out_tx, out_rx) = crossbeam_channel::unbounded();
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, mut rx) = mpsc::unbounded_channel();
         read_loop(&input[..], tx, out_tx);
-        let got: Vec<Incoming> = rx.try_iter().collect();
+        let got: Vec<Incoming> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert!(matches!(got[0], Incoming::Message(Message::Notification(_))));
         assert!(matches!(&got[1], Incoming::Garbage(m) if m.starts_with("parse error")));
         assert!(matches!(&got[2], Incoming::Garbage(m) if m.starts_with("invalid request")));
