@@ -41,7 +41,7 @@ use weft_protocol::{ClientKind, DocId, Role, frame, lsp as wl};
 use weft_workspace::mirror::{Mirror, MirrorCommand, MirrorConfig, MirrorEvent, Side};
 
 use crate::presence::{FollowStep, Identity, Presence};
-use crate::transport::{Incoming, encode};
+use crate::transport::{Incoming, encode, encode_request};
 use weft_client::hub_link::{self, Credentials, HubEvent, HubLink};
 use weft_client::link::{HubAddr, Link};
 use weft_client::tls::{ClientTls, TlsOptions};
@@ -456,7 +456,12 @@ impl Bridge {
     }
 
     fn send(&self, msg: Message) {
-        let Some(text) = encode(&msg) else { return };
+        if let Some(text) = encode(&msg) {
+            self.send_text(text);
+        }
+    }
+
+    fn send_text(&self, text: String) {
         if self.out.send(Some(text)).is_err() {
             tracing::debug!("editor output closed");
         }
@@ -744,25 +749,28 @@ impl Bridge {
                 ..Default::default()
             },
         };
-        let params = match serde_json::to_value(params) {
-            Ok(p) => p,
-            Err(err) => return tracing::error!(%err, "cannot encode an applyEdit"),
-        };
-        self.pending_edits.insert(id.clone(), (uri.clone(), edit.id));
-        self.send(Message::Request(Request { id, method: "workspace/applyEdit".into(), params }));
+        let Some(text) = encode_request(&id, "workspace/applyEdit", &params) else { return };
+        self.pending_edits.insert(id, (uri.clone(), edit.id));
+        self.send_text(text);
     }
 
     /// Sends what the replicas produced: updates to the hub, edits to the
     /// editor, notices to the user.
     fn flush(&mut self) {
         let connected = self.session.as_ref().is_some_and(|s| s.state == ConnectionState::Connected);
-        let uris: Vec<Url> = self.docs.keys().cloned().collect();
-        for uri in uris {
-            let doc = self.doc_id(&uri);
-            let Some(replica) = self.docs.get_mut(&uri) else { continue };
+        // Only documents with output: with many files open, mapping every
+        // URI to a document id at every message was a visible cost.
+        let mut ready = Vec::new();
+        for (uri, replica) in &mut self.docs {
             let updates = replica.take_updates();
             let notices = replica.take_notices();
             let edit = replica.poll_edit();
+            if !updates.is_empty() || !notices.is_empty() || edit.is_some() {
+                ready.push((uri.clone(), updates, notices, edit));
+            }
+        }
+        for (uri, updates, notices, edit) in ready {
+            let doc = if updates.is_empty() { None } else { self.doc_id(&uri) };
             if let (Some(doc), Some(session), true) = (&doc, &self.session, connected) {
                 for update in updates {
                     let msg = weft_core::shared_doc::update_message(&update);

@@ -42,19 +42,42 @@ pub struct Transport {
 }
 
 /// Serialises a message for [`Transport::outgoing`], with the
-/// `"jsonrpc": "2.0"` member every JSON-RPC message must carry.
+/// `"jsonrpc": "2.0"` member every JSON-RPC message must carry. Written
+/// straight to the string (no `Value` tree on the way: an applyEdit per
+/// remote keystroke is the bridge's most frequent output).
 pub fn encode(msg: &Message) -> Option<String> {
-    let mut value = match serde_json::to_value(msg) {
-        Ok(v) => v,
+    #[derive(serde::Serialize)]
+    struct Wire<'a> {
+        jsonrpc: &'static str,
+        #[serde(flatten)]
+        msg: &'a Message,
+    }
+    match serde_json::to_string(&Wire { jsonrpc: "2.0", msg }) {
+        Ok(text) => Some(text),
         Err(e) => {
             tracing::error!(%e, "could not encode a message");
-            return None;
+            None
         }
-    };
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("jsonrpc".into(), "2.0".into());
     }
-    Some(value.to_string())
+}
+
+/// Serialises a request whose parameters are any serialisable value,
+/// without building a `Value` of them first.
+pub fn encode_request<P: serde::Serialize>(id: &lsp_server::RequestId, method: &str, params: &P) -> Option<String> {
+    #[derive(serde::Serialize)]
+    struct Wire<'a, P> {
+        jsonrpc: &'static str,
+        id: &'a lsp_server::RequestId,
+        method: &'a str,
+        params: &'a P,
+    }
+    match serde_json::to_string(&Wire { jsonrpc: "2.0", id, method, params }) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            tracing::error!(%e, method, "could not encode a request");
+            None
+        }
+    }
 }
 
 /// Starts the threads over stdin/stdout.
@@ -198,6 +221,25 @@ mod tests {
         assert!(matches!(&got[2], Incoming::Message(Message::Notification(n)) if n.method == "textDocument/didChange"));
         assert!(matches!(&got[3], Incoming::Message(Message::Notification(n)) if n.method == "weft/cursor"));
         assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn encoded_messages_carry_jsonrpc_and_their_fields() {
+        use lsp_server::{Notification, RequestId, Response};
+        let value = |text: Option<String>| serde_json::from_str::<serde_json::Value>(&text.unwrap()).unwrap();
+        let note = Message::Notification(Notification::new("weft/peers".into(), serde_json::json!({"peers": []})));
+        assert_eq!(
+            value(encode(&note)),
+            serde_json::json!({"jsonrpc": "2.0", "method": "weft/peers", "params": {"peers": []}})
+        );
+        let ok = Message::Response(Response::new_ok(RequestId::from(7), serde_json::json!({"applied": true})));
+        assert_eq!(value(encode(&ok)), serde_json::json!({"jsonrpc": "2.0", "id": 7, "result": {"applied": true}}));
+        let params = serde_json::json!({"edit": {"documentChanges": []}, "label": "weft"});
+        let request = encode_request(&RequestId::from("r1".to_owned()), "workspace/applyEdit", &params);
+        assert_eq!(
+            value(request),
+            serde_json::json!({"jsonrpc": "2.0", "id": "r1", "method": "workspace/applyEdit", "params": params})
+        );
     }
 
     #[test]
