@@ -226,7 +226,9 @@ mod tests {
     #[test]
     fn encoded_messages_carry_jsonrpc_and_their_fields() {
         use lsp_server::{Notification, RequestId, Response};
-        let value = |text: Option<String>| serde_json::from_str::<serde_json::Value>(&text.unwrap()).unwrap();
+        let value = |text: Option<String>| -> serde_json::Value {
+            serde_json::from_str(&text.expect("encodes")).expect("valid JSON")
+        };
         let note = Message::Notification(Notification::new("weft/peers".into(), serde_json::json!({"peers": []})));
         assert_eq!(
             value(encode(&note)),
