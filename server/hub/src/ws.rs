@@ -270,7 +270,7 @@ async fn weft_connection(
         return;
     }
     let peer = PeerSetup { id: peer_id, session: record.id, access, name, kind, framing: Framing::Weft, _slot: slot };
-    serve_peer(hub, socket, peer).await;
+    spawn_peer(hub, socket, peer);
 }
 
 async fn y_connection(
@@ -308,7 +308,7 @@ async fn y_connection(
         framing: Framing::Y(doc),
         _slot: slot,
     };
-    serve_peer(hub, socket, peer).await;
+    spawn_peer(hub, socket, peer);
 }
 
 struct PeerSetup {
@@ -320,6 +320,14 @@ struct PeerSetup {
     framing: Framing,
     /// This connection's place under the per-address cap, held until it ends.
     _slot: Option<IpSlot>,
+}
+
+/// Serves an authorised peer on a task of its own, so the connection task
+/// (axum's upgrade, the auth exchange: ~4.7 KiB of future) ends here and
+/// only [`serve_peer`]'s state (~2.7 KiB) stays for the connection's life
+/// (memory per idle connection counts; docs/benchmarks.md).
+fn spawn_peer(hub: Arc<Hub>, socket: WebSocket, peer: PeerSetup) {
+    tokio::spawn(serve_peer(hub, socket, peer));
 }
 
 /// Registers the peer, joins its room and pumps frames until either side
