@@ -82,7 +82,8 @@ pub fn run(floor_bin: &Path, n: usize, rate: f64) -> anyhow::Result<Vec<f64>> {
     let start = std::sync::Arc::new(std::sync::OnceLock::<Instant>::new());
     let a = {
         let start = start.clone();
-        std::thread::Builder::new().name("floor-editor-a".into()).spawn(move || -> anyhow::Result<()> {
+        // Returns when keystroke 0 was due.
+        std::thread::Builder::new().name("floor-editor-a".into()).spawn(move || -> anyhow::Result<Instant> {
             let mut a_out = a_out;
             // Warm up until B has seen a record (bounded: B fails first).
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -96,7 +97,7 @@ pub fn run(floor_bin: &Path, n: usize, rate: f64) -> anyhow::Result<Vec<f64>> {
                 sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate));
                 a_out.write_all(&record(i as u64)).context("writing to pipe-in")?;
             }
-            Ok(())
+            Ok(t0)
         })?
     };
     // Editor B reads on its own thread, so a stall can be cut short by
@@ -138,9 +139,8 @@ pub fn run(floor_bin: &Path, n: usize, rate: f64) -> anyhow::Result<Vec<f64>> {
     }
     drop(procs);
     let arrived = b.join().map_err(|_| anyhow::anyhow!("editor B's thread panicked"))?;
-    sent?;
+    let t0 = sent?;
     let arrived = arrived?;
-    let t0 = *start.get().context("no start")? + Duration::from_millis(50);
     Ok(arrived
         .iter()
         .enumerate()

@@ -123,9 +123,7 @@ impl Inbox {
             }
         })
     }
-}
 
-impl Inbox {
     /// Runs the link until its next event (other events wait), or `Err`
     /// at `deadline`.
     fn next_hub(&mut self, deadline: std::time::Instant) -> Result<HubEvent, ()> {
@@ -303,10 +301,10 @@ impl Bridge {
         config: BridgeConfig,
     ) -> anyhow::Result<Option<Bridge>> {
         let (id, params) = loop {
-            match incoming.blocking_recv().ok_or(()) {
-                Err(()) => return Ok(None),
-                Ok(Incoming::Garbage(_)) => continue,
-                Ok(Incoming::Message(Message::Request(req))) if req.method == "initialize" => {
+            match incoming.blocking_recv() {
+                None => return Ok(None),
+                Some(Incoming::Garbage(_)) => continue,
+                Some(Incoming::Message(Message::Request(req))) if req.method == "initialize" => {
                     match serde_json::from_value::<InitializeParams>(req.params.clone()) {
                         Ok(params) => break (req.id, params),
                         Err(err) => {
@@ -321,15 +319,15 @@ impl Bridge {
                         }
                     }
                 }
-                Ok(Incoming::Message(Message::Request(req))) => {
+                Some(Incoming::Message(Message::Request(req))) => {
                     let resp =
                         Response::new_err(req.id, RpcCode::ServerNotInitialized as i32, "send initialize first".into());
                     if let Some(text) = encode(&Message::Response(resp)) {
                         let _ = out.send(Some(text));
                     }
                 }
-                Ok(Incoming::Message(Message::Notification(n))) if n.method == "exit" => return Ok(None),
-                Ok(Incoming::Message(_) | Incoming::DidChange(_)) => {}
+                Some(Incoming::Message(Message::Notification(n))) if n.method == "exit" => return Ok(None),
+                Some(Incoming::Message(_) | Incoming::DidChange(_)) => {}
             }
         };
         let enc = negotiate(&params);
