@@ -158,3 +158,54 @@ async fn unknown_tokens_back_an_address_off_and_connections_are_capped() -> anyh
     tokio::time::timeout(Duration::from_secs(10), again).await??;
     Ok(())
 }
+
+/// A peer that stops reading is disconnected as `overloaded` once its queue
+/// at the hub is full, without holding the writer back or losing anything:
+/// it reconnects and resyncs to the same text as a peer that joins fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_cut_off_and_resyncs_everything() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = HubProcess::start_with(dir.path(), &["--peer-queue", "64"])?;
+    let (session, owner) = hub.create_session("stall").await?;
+    let base = hub.ws_base();
+    let mut writer = WeftPeer::join(&base, &session, &owner, 1).await?;
+    let mut stalled = WeftPeer::join(&base, &session, &owner, 2).await?;
+    writer.subscribe("big.txt").await?;
+    stalled.subscribe("big.txt").await?;
+    writer.pump_for(Duration::from_millis(200)).await?;
+    stalled.pump_for(Duration::from_millis(200)).await?;
+
+    // 8 MB in 16 KiB updates: more than the loopback socket buffers hold
+    // between the hub and a peer that does not read (~4 MB send buffer,
+    // a receive buffer that does not grow without reads).
+    const CHUNKS: usize = 512;
+    const CHUNK: usize = 16 * 1024;
+    for i in 0..CHUNKS {
+        let text = format!("{i:08}").repeat(CHUNK / 8);
+        writer.send_doc("big.txt", &weft_tests::y_insert_message(1000 + i as u64, &text)).await?;
+    }
+    writer.pump_for(Duration::from_millis(100)).await?;
+
+    let closed = stalled.wait_closed(T).await?;
+    assert_eq!(closed.code, Some(4429), "{closed:?}");
+    assert_eq!(closed.last_error.as_ref().map(|e| e["code"].clone()), Some(json!("overloaded")), "{closed:?}");
+    let message = closed.last_error.as_ref().and_then(|e| e["message"].as_str()).unwrap_or_default().to_owned();
+    assert!(message.contains("reconnect"), "{message}");
+
+    stalled.reconnect(&base, &session, &owner).await?;
+    stalled.pump_until("the whole text", T, |p| p.char_len("big.txt") == CHUNKS * CHUNK).await?;
+    let mut fresh = WeftPeer::join(&base, &session, &owner, 3).await?;
+    fresh.subscribe("big.txt").await?;
+    fresh.pump_until("the whole text", T, |p| p.char_len("big.txt") == CHUNKS * CHUNK).await?;
+    assert!(stalled.text("big.txt") == fresh.text("big.txt"), "the resynced peer's text differs from a fresh peer's");
+    // The writer did not read either while it sent, but its acks are merged
+    // (one per group commit), so its queue never filled.
+    writer.pump_for(Duration::from_millis(200)).await?;
+    assert!(writer.closed.is_none(), "the writer was disconnected: {:?}", writer.closed);
+
+    let (_, metrics) = weft_tests::http(hub.addr, "GET", "/metrics", None, &[], None).await?;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    let overloaded = metrics.lines().find_map(|l| l.strip_prefix("weft_peers_overloaded_total "));
+    assert_eq!(overloaded.map(str::trim), Some("1"), "{metrics}");
+    Ok(())
+}

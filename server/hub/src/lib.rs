@@ -16,6 +16,7 @@ pub mod config;
 pub mod embedded;
 pub mod limits;
 pub mod metrics;
+pub mod outbox;
 pub mod rest;
 pub mod room;
 pub mod store;
@@ -27,11 +28,13 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::outbox::Outbox;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use weft_protocol::rest::Participant;
 use weft_protocol::{ErrorCode, LinkId, PeerId, SessionId};
 
@@ -66,42 +69,9 @@ pub(crate) struct PeerEntry {
     pub session: SessionId,
     pub link: Option<LinkId>,
     pub info: Participant,
-    pub kick: Kick,
-}
-
-/// Tells one connection to close, from anywhere (room, REST, shutdown).
-#[derive(Clone, Default)]
-pub struct Kick(Arc<KickInner>);
-
-#[derive(Default)]
-struct KickInner {
-    reason: Mutex<Option<(ErrorCode, String)>>,
-    notify: Notify,
-}
-
-impl Kick {
-    /// Asks the connection to close with `code`; the first reason wins.
-    pub fn kick(&self, code: ErrorCode, message: impl Into<String>) {
-        if let Ok(mut reason) = self.0.reason.lock() {
-            reason.get_or_insert((code, message.into()));
-        }
-        self.0.notify.notify_one();
-    }
-
-    /// Whether [`Kick::kick`] was called (the connection is going away).
-    pub fn is_kicked(&self) -> bool {
-        self.0.reason.lock().map(|r| r.is_some()).unwrap_or(true)
-    }
-
-    /// Resolves once [`Kick::kick`] was called.
-    pub async fn kicked(&self) -> (ErrorCode, String) {
-        loop {
-            if let Some(reason) = self.0.reason.lock().ok().and_then(|r| r.clone()) {
-                return reason;
-            }
-            self.0.notify.notified().await;
-        }
-    }
+    /// Frames for the connection, and the way to close it from anywhere
+    /// (room, REST, shutdown).
+    pub outbox: Outbox,
 }
 
 /// Unix seconds now.
@@ -194,7 +164,7 @@ impl Hub {
         let peers = self.peers();
         let mut n = 0;
         for entry in peers.values().filter(|e| &e.session == session && filter(e)) {
-            entry.kick.kick(code, message);
+            entry.outbox.kick(code, message);
             n += 1;
         }
         n

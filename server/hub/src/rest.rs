@@ -562,7 +562,7 @@ async fn remove_participant(
         let peer = peer_id(&peer)?;
         let kicked = hub.kick_peers(
             &record.id,
-            |e| e.info.peer == peer && !e.kick.is_kicked(),
+            |e| e.info.peer == peer && !e.outbox.is_kicked(),
             ErrorCode::Forbidden,
             "the session owner removed you from the session",
         );

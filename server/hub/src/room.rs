@@ -24,10 +24,11 @@ use weft_core::shared_doc::update_message;
 use weft_protocol::frame;
 use weft_protocol::{DocId, ErrorCode, PeerId, Role, ServerControl, SessionId};
 
+use crate::Hub;
 use crate::auth::Denied;
 use crate::metrics::{add, inc};
+use crate::outbox::{Outbox, Refused};
 use crate::store::{LogOp, StoreError};
-use crate::{Hub, Kick};
 
 /// Capacity of a room's mailbox; connections wait when it is full.
 const MAILBOX: usize = 1024;
@@ -57,8 +58,8 @@ pub struct RoomPeer {
     pub id: PeerId,
     pub role: Role,
     pub framing: Framing,
-    pub out: mpsc::Sender<Outbound>,
-    pub kick: Kick,
+    /// Frames for the peer's connection; also how the room closes it.
+    pub out: Outbox,
 }
 
 /// Messages a room handles.
@@ -207,7 +208,7 @@ impl Room {
             tokio::select! {
                 // Durable completions first: they release relays and acks.
                 biased;
-                Some((id, result)) = durable_rx.recv() => self.on_durable(id, result),
+                Some(first) = durable_rx.recv() => self.on_durable(first, &mut durable_rx),
                 msg = rx.recv() => match msg {
                     Some(msg) => self.on_message(msg).await,
                     None => break,
@@ -544,22 +545,35 @@ impl Room {
         self.release();
     }
 
-    fn on_durable(&mut self, id: u64, result: Result<(), Arc<StoreError>>) {
-        if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
-            p.result = Some(result);
+    /// Marks `first` and every other completion already waiting as done,
+    /// then releases once: one group commit is one pass, one ack per peer.
+    fn on_durable(&mut self, first: Durable, more: &mut mpsc::UnboundedReceiver<Durable>) {
+        let mut next = Some(first);
+        while let Some((id, result)) = next {
+            if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
+                p.result = Some(result);
+            }
+            next = more.try_recv().ok();
         }
         self.release();
     }
 
-    /// Relays and acknowledges every completed write at the queue's head.
+    /// Acknowledges every completed write at the queue's head. Acks are
+    /// cumulative, so a peer gets one ack, its highest, per release: a group
+    /// commit that covered a hundred of its frames is one ack frame, not a
+    /// hundred in its queue.
     fn release(&mut self) {
+        let mut acks: Vec<(PeerId, u64)> = Vec::new();
         while self.pending.front().is_some_and(|p| p.result.is_some()) {
             let Some(done) = self.pending.pop_front() else { break };
             match done.result {
                 Some(Ok(())) => {
                     inc(&self.hub.metrics.updates, done.updates as u64);
                     if let Some(seq) = done.ack {
-                        self.send(done.from, control(&ServerControl::Ack { seq }));
+                        match acks.iter_mut().find(|(peer, _)| *peer == done.from) {
+                            Some((_, highest)) => *highest = (*highest).max(seq),
+                            None => acks.push((done.from, seq)),
+                        }
                     }
                 }
                 Some(Err(err)) => {
@@ -568,10 +582,13 @@ impl Room {
                         ErrorCode::Internal,
                         "the hub could not save a change; reconnect to resynchronise (nothing you sent is lost)".into(),
                     ));
-                    return;
+                    break;
                 }
                 None => {}
             }
+        }
+        for (peer, seq) in acks {
+            self.send(peer, control(&ServerControl::Ack { seq }));
         }
     }
 
@@ -592,7 +609,7 @@ impl Room {
             }
             // y-websocket has no error frame: the connection is closed with
             // the code, and the client reconnects and resyncs.
-            Framing::Y(_) => state.peer.kick.kick(code, message),
+            Framing::Y(_) => state.peer.out.kick(code, message),
         }
     }
 
@@ -628,17 +645,17 @@ impl Room {
         let Some(state) = self.peers.get(&peer) else { return };
         match state.peer.out.try_send(frame) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 inc(&self.hub.metrics.peers_overloaded, 1);
                 tracing::warn!(session = %self.session, %peer, "peer reads too slowly; disconnecting it");
-                state.peer.kick.kick(
+                state.peer.out.kick(
                     ErrorCode::Overloaded,
                     "you fell too far behind; reconnect to resynchronise (nothing is lost)",
                 );
                 self.leave(peer);
             }
             // The connection is closing; its Leave is on the way.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(Refused::Closed) => {}
         }
     }
 
@@ -677,7 +694,7 @@ impl Room {
 
     fn close_all(&mut self, code: ErrorCode, message: &str) {
         for state in self.peers.values() {
-            state.peer.kick.kick(code, message);
+            state.peer.out.kick(code, message);
         }
         self.peers.clear();
     }

@@ -28,10 +28,11 @@ use weft_protocol::{ClientControl, ClientKind, DocId, ErrorCode, PROTOCOL_VERSIO
 use crate::auth::{Access, Denied};
 use crate::limits::{IpSlot, PeerRate};
 use crate::metrics::{add, inc};
+use crate::outbox::Outbox;
 use crate::rest::Req;
 use crate::room::{Framing, Outbound, RoomMsg, RoomPeer, room_for};
 use crate::store::SessionRecord;
-use crate::{Hub, Kick, PeerEntry, now_s};
+use crate::{Hub, PeerEntry, now_s};
 
 /// How often an idle connection is pinged.
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -333,8 +334,7 @@ fn spawn_peer(hub: Arc<Hub>, socket: WebSocket, peer: PeerSetup) {
 /// Registers the peer, joins its room and pumps frames until either side
 /// ends; always unregisters and leaves, however the connection ends.
 async fn serve_peer(hub: Arc<Hub>, mut socket: WebSocket, setup: PeerSetup) {
-    let kick = Kick::default();
-    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(hub.config.peer_queue);
+    let outbox = Outbox::new(hub.config.peer_queue);
     let (endpoint, doc) = match &setup.framing {
         Framing::Weft => ("ws", None),
         Framing::Y(doc) => ("y", Some(doc.as_str().to_owned())),
@@ -351,7 +351,7 @@ async fn serve_peer(hub: Arc<Hub>, mut socket: WebSocket, setup: PeerSetup) {
     };
     hub.peers().insert(
         setup.id,
-        PeerEntry { session: setup.session.clone(), link: setup.access.link.clone(), info, kick: kick.clone() },
+        PeerEntry { session: setup.session.clone(), link: setup.access.link.clone(), info, outbox: outbox.clone() },
     );
     add(&hub.metrics.connections, 1);
     // Built again when the peer leaves rather than held for the whole
@@ -365,10 +365,11 @@ async fn serve_peer(hub: Arc<Hub>, mut socket: WebSocket, setup: PeerSetup) {
     audit_async(&hub, &setup.session, "peer.joined", detail());
     tracing::info!(session = %setup.session, peer = %setup.id, role = %setup.access.role, endpoint, "peer joined");
 
-    let room = join_room(&hub, &setup, out_tx, kick.clone()).await;
+    let room = join_room(&hub, &setup, &outbox).await;
     let reason = match room {
         Ok(room) => {
-            let reason = pump(&hub, &mut socket, &setup, &room, &mut out_rx, &kick).await;
+            let reason = pump(&hub, &mut socket, &setup, &room, &outbox).await;
+            outbox.close();
             if room.send(RoomMsg::Leave { peer: setup.id }).await.is_err() {
                 tracing::debug!(peer = %setup.id, "room already stopped");
             }
@@ -400,23 +401,13 @@ fn audit_async(hub: &Arc<Hub>, session: &SessionId, kind: &'static str, detail: 
     hub.audit_later(Some(session), kind, detail);
 }
 
-async fn join_room(
-    hub: &Arc<Hub>,
-    setup: &PeerSetup,
-    out: mpsc::Sender<Outbound>,
-    kick: Kick,
-) -> Result<mpsc::Sender<RoomMsg>, Denied> {
+async fn join_room(hub: &Arc<Hub>, setup: &PeerSetup, outbox: &Outbox) -> Result<mpsc::Sender<RoomMsg>, Denied> {
     // A room that is stopping drops the reply; a fresh one is then started.
     for _ in 0..5 {
         let room = room_for(hub, &setup.session);
         let (reply_tx, reply_rx) = oneshot::channel();
-        let peer = RoomPeer {
-            id: setup.id,
-            role: setup.access.role,
-            framing: setup.framing.clone(),
-            out: out.clone(),
-            kick: kick.clone(),
-        };
+        let peer =
+            RoomPeer { id: setup.id, role: setup.access.role, framing: setup.framing.clone(), out: outbox.clone() };
         if room.tx.send(RoomMsg::Join { peer, reply: reply_tx }).await.is_err() {
             continue;
         }
@@ -436,8 +427,7 @@ async fn pump(
     socket: &mut WebSocket,
     setup: &PeerSetup,
     room: &mpsc::Sender<RoomMsg>,
-    out_rx: &mut mpsc::Receiver<Outbound>,
-    kick: &Kick,
+    outbox: &Outbox,
 ) -> Option<(ErrorCode, String)> {
     let mut shutdown = hub.shutdown.clone();
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -514,7 +504,11 @@ async fn pump(
                     return Some(reason);
                 }
             }
-            Some(out) = out_rx.recv() => {
+            next = outbox.next() => {
+                let out = match next {
+                    Ok(out) => out,
+                    Err(reason) => return Some(reason),
+                };
                 // Everything queued goes out with one flush: under load a
                 // peer gets many frames per write instead of one syscall
                 // per frame.
@@ -531,7 +525,7 @@ async fn pump(
                     }
                     frames += 1;
                     if frames < MAX_FRAMES_PER_FLUSH {
-                        next = out_rx.try_recv().ok();
+                        next = outbox.try_next();
                     }
                 }
                 inc(&hub.metrics.bytes_out, bytes);
@@ -539,7 +533,6 @@ async fn pump(
                     return None;
                 }
             }
-            reason = kick.kicked() => return Some(reason),
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
                     return Some((ErrorCode::ShuttingDown, "the hub is shutting down; reconnect later".into()));
