@@ -34,6 +34,12 @@ use weft_protocol::frame::{MSG_SYNC, MessageKind, SYNC_UPDATE, message_kind, rea
 /// the socket, so without a window the burst would sit unmerged in the
 /// kernel's socket buffers and trickle through at the frame rate).
 pub(crate) const ACK_WINDOW: usize = 16;
+/// A full window still lets one batch (everything queued, merged) through
+/// this long after the last write: a slow disk sync at the hub (an ack
+/// 100 ms late) then delays a typist's keystrokes by this much, not by the
+/// ack's delay, and a burst still merges into at most 100 frames a second
+/// (below the hub's default `--rate-frames` of 500).
+pub(crate) const ACK_PASS: std::time::Duration = std::time::Duration::from_millis(10);
 /// How long a full window waits for an ack before the link stops waiting
 /// for acks on this connection (a hub that never acks must not stop edits).
 pub(crate) const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

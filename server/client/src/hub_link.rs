@@ -10,7 +10,8 @@
 //! one document merged into one ([`crate::coalesce`]); the hub's acks are
 //! translated back to counts of queued frames. At most [`ACK_WINDOW`]
 //! update frames are unacknowledged: beyond that, frames wait (and merge)
-//! until the hub catches up. It keeps no
+//! until the hub catches up, or [`ACK_PASS`] has passed since the last
+//! write, when one merged batch goes anyway. It keeps no
 //! document state: after a reconnect the bridge resynchronises every
 //! document with state vectors, so frames queued while disconnected are
 //! dropped rather than replayed (the CRDT already holds their content).
@@ -28,7 +29,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use weft_protocol::{ClientControl, ClientKind, ErrorCode, PROTOCOL_VERSION, Role, ServerControl};
 
-use crate::coalesce::{ACK_WAIT, ACK_WINDOW, MAX_BATCH, Seqs, coalesce};
+use crate::coalesce::{ACK_PASS, ACK_WAIT, ACK_WINDOW, MAX_BATCH, Seqs, coalesce};
 use crate::tls::ClientTls;
 
 /// Bytes read from the socket per call. tungstenite zero-fills this much
@@ -291,6 +292,7 @@ async fn session(
     // When the window of unacknowledged updates filled up, or None.
     let mut full_since: Option<tokio::time::Instant> = None;
     let mut wait_for_acks = true;
+    let mut last_write = tokio::time::Instant::now();
     loop {
         let full = wait_for_acks && seqs.in_flight() >= ACK_WINDOW;
         match (full, full_since) {
@@ -299,7 +301,11 @@ async fn session(
             _ => {}
         }
         let give_up_at = full_since.map_or_else(tokio::time::Instant::now, |t| t + ACK_WAIT);
+        // A full window holds frames back (to merge) for at most ACK_PASS.
+        let pass_at = last_write + ACK_PASS;
+        let held = full && tokio::time::Instant::now() < pass_at;
         tokio::select! {
+            () = tokio::time::sleep_until(pass_at), if held => {}
             () = tokio::time::sleep_until(give_up_at), if full => {
                 tracing::warn!(
                     unacknowledged = seqs.in_flight(),
@@ -308,7 +314,7 @@ async fn session(
                 );
                 wait_for_acks = false;
             }
-            frame = out.recv(), if !full => match frame {
+            frame = out.recv(), if !held => match frame {
                 Some(frame) => {
                     // Everything queued meanwhile goes in the same write,
                     // its runs of updates merged (see coalesce).
@@ -328,6 +334,7 @@ async fn session(
                     if let Err(err) = ws.flush().await {
                         return Ended::Retry(format!("sending failed: {err}"));
                     }
+                    last_write = tokio::time::Instant::now();
                 }
                 None => {
                     let _ = ws.close(None).await;
@@ -362,5 +369,90 @@ async fn session(
                 None => return Ended::Retry("connection closed".into()),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_protocol::control::SessionInfo;
+    use weft_protocol::frame::{self, MSG_SYNC, SYNC_UPDATE, write_var_uint};
+    use weft_protocol::{DocId, PeerId, SessionId};
+    use yrs::updates::decoder::Decode;
+    use yrs::{GetString, ReadTxn, Text, Transact};
+
+    /// A hub that welcomes the link, then reads its frames into a document
+    /// and never acknowledges anything (a disk sync that takes forever).
+    async fn silent_hub(listener: tokio::net::TcpListener, doc: yrs::Doc) -> anyhow::Result<()> {
+        let (tcp, _) = listener.accept().await?;
+        let mut ws = tokio_tungstenite::accept_async(tcp).await?;
+        let _auth = ws.next().await;
+        let welcome = ServerControl::Welcome {
+            peer: PeerId(1),
+            role: Role::Editor,
+            session: SessionInfo { id: SessionId("s".into()), name: "s".into() },
+            protocol: PROTOCOL_VERSION,
+            max_frame_bytes: 1 << 20,
+        };
+        ws.send(Message::Text(serde_json::to_string(&welcome)?.into())).await?;
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Binary(bytes) = msg else { continue };
+            let (_, message) = frame::split(&bytes)?;
+            // [sync, update, len, update bytes]
+            let (_, rest) = frame::read_var_uint(message).ok_or_else(|| anyhow::anyhow!("short"))?;
+            let (_, rest) = frame::read_var_uint(rest).ok_or_else(|| anyhow::anyhow!("short"))?;
+            let (_, update) = frame::read_var_uint(rest).ok_or_else(|| anyhow::anyhow!("short"))?;
+            let mut txn = doc.transact_mut();
+            txn.apply_update(yrs::Update::decode_v1(update)?)?;
+        }
+        Ok(())
+    }
+
+    /// Without acks the window fills after ACK_WINDOW frames; keystrokes
+    /// must still reach the hub, merged, every ACK_PASS, not wait for
+    /// ACK_WAIT (when the link would give up on acks).
+    #[tokio::test]
+    async fn a_full_window_still_lets_merged_keystrokes_through() -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("ws://{}/ws/s", listener.local_addr()?);
+        let received = yrs::Doc::new();
+        let hub = tokio::spawn(silent_hub(listener, received.clone()));
+        let tls = ClientTls::new(&crate::tls::TlsOptions::default())?;
+        let creds = Credentials { token: "t".into(), password: None, name: "n".into(), kind: ClientKind::Agent };
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let link = start(&tokio::runtime::Handle::current(), url, tls, creds, events_tx);
+        let connected = tokio::time::timeout(Duration::from_secs(10), events.recv()).await?;
+        assert!(matches!(connected, Some(HubEvent::Connected { .. })), "{connected:?}");
+
+        const KEYS: usize = 60;
+        let typed = yrs::Doc::new();
+        let text = typed.get_or_insert_text("content");
+        let doc = DocId::new("a.txt")?;
+        for i in 0..KEYS {
+            let before = typed.transact().state_vector();
+            text.insert(&mut typed.transact_mut(), i as u32, "x");
+            let update = typed.transact().encode_state_as_update_v1(&before);
+            let mut message = Vec::new();
+            write_var_uint(&mut message, MSG_SYNC);
+            write_var_uint(&mut message, SYNC_UPDATE);
+            write_var_uint(&mut message, update.len() as u64);
+            message.extend_from_slice(&update);
+            link.send(frame::join(&doc, &message));
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        // Well before ACK_WAIT, when the link would stop waiting for acks.
+        let deadline = tokio::time::Instant::now() + ACK_WAIT - Duration::from_secs(2);
+        let content = received.get_or_insert_text("content");
+        while content.get_string(&received.transact()).len() < KEYS {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {KEYS} keystrokes reached a hub that does not ack",
+                content.get_string(&received.transact()).len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(link);
+        hub.abort();
+        Ok(())
     }
 }
