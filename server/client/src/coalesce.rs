@@ -60,7 +60,7 @@ pub(crate) struct Wire {
 
 /// A binary frame holding exactly one sync update: the frame's doc-id
 /// prefix and the update's bytes.
-fn sync_update(frame: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(crate) fn sync_update(frame: &[u8]) -> Option<(&[u8], &[u8])> {
     let (_, message) = split(frame).ok()?;
     if message_kind(message) != Some(MessageKind::SyncUpdate) {
         return None;

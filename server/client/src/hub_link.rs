@@ -375,10 +375,13 @@ async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coalesce::sync_update;
     use weft_protocol::control::SessionInfo;
-    use weft_protocol::frame::{self, MSG_SYNC, SYNC_UPDATE, write_var_uint};
+    use weft_protocol::frame;
     use weft_protocol::{DocId, PeerId, SessionId};
+    use yrs::sync::{Message as YMessage, SyncMessage};
     use yrs::updates::decoder::Decode;
+    use yrs::updates::encoder::Encode;
     use yrs::{GetString, ReadTxn, Text, Transact};
 
     /// A hub that welcomes the link, then reads its frames into a document
@@ -397,11 +400,7 @@ mod tests {
         ws.send(Message::Text(serde_json::to_string(&welcome)?.into())).await?;
         while let Some(Ok(msg)) = ws.next().await {
             let Message::Binary(bytes) = msg else { continue };
-            let (_, message) = frame::split(&bytes)?;
-            // [sync, update, len, update bytes]
-            let (_, rest) = frame::read_var_uint(message).ok_or_else(|| anyhow::anyhow!("short"))?;
-            let (_, rest) = frame::read_var_uint(rest).ok_or_else(|| anyhow::anyhow!("short"))?;
-            let (_, update) = frame::read_var_uint(rest).ok_or_else(|| anyhow::anyhow!("short"))?;
+            let (_, update) = sync_update(&bytes).ok_or_else(|| anyhow::anyhow!("not a sync update frame"))?;
             let mut txn = doc.transact_mut();
             txn.apply_update(yrs::Update::decode_v1(update)?)?;
         }
@@ -432,11 +431,7 @@ mod tests {
             let before = typed.transact().state_vector();
             text.insert(&mut typed.transact_mut(), i as u32, "x");
             let update = typed.transact().encode_state_as_update_v1(&before);
-            let mut message = Vec::new();
-            write_var_uint(&mut message, MSG_SYNC);
-            write_var_uint(&mut message, SYNC_UPDATE);
-            write_var_uint(&mut message, update.len() as u64);
-            message.extend_from_slice(&update);
+            let message = YMessage::Sync(SyncMessage::Update(update)).encode_v1();
             link.send(frame::join(&doc, &message));
             tokio::time::sleep(Duration::from_millis(3)).await;
         }

@@ -28,8 +28,6 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use crate::outbox::Outbox;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -42,6 +40,7 @@ pub use config::HubConfig;
 
 use crate::auth::Authority;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::room::RoomHandle;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::{AuditWriter, LogWriter};
